@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user: main.py prints the message on one line and exits with 2."""
+
+
+class Skipped(Exception):
+    """A task that cannot apply to this run (e.g. a confusion matrix for unlabelled images); main.py notes why."""

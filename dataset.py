@@ -1,0 +1,212 @@
+"""Food-11 folders, plain image folders, image decoding and resizing, masks, and whole-split loaders."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from errors import UserError
+
+CLASS_NAMES = ["Bread", "Dairy product", "Dessert", "Egg", "Fried food", "Meat", "Noodles/Pasta", "Rice",
+               "Seafood", "Soup", "Vegetable/Fruit"]
+SPLITS = ("training", "validation", "testing")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+_LABELLED = re.compile(r"^(\d+)_\d+\.[A-Za-z]+$")
+
+
+def parse_label(name: str) -> int | None:
+    """Label of a Food-11 file name `<label>_<n>.jpg`, or None for any other name."""
+    m = _LABELLED.match(name)
+    return int(m.group(1)) if m else None
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image file names in a folder, in plain string order (as the course code lists them)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def read_class_names(path: str | Path | None) -> list[str]:
+    """Class names from a text file (one a line), or Food-11's."""
+    if path is None:
+        return list(CLASS_NAMES)
+    try:
+        names = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise UserError(f"cannot read --class-names {path}: {exc.strerror}") from None
+    if not names:
+        raise UserError(f"--class-names {path} is empty")
+    return names
+
+
+@dataclass
+class ImageSet:
+    """One listing of images: a Food-11 split, a plain folder, or single files."""
+
+    name: str
+    paths: list[Path]
+    labels: list[int | None]
+    mask_dir: Path | None = None
+    files: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = [p.name for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labelled(self) -> bool:
+        """True when every image has a label."""
+        return bool(self.labels) and all(lb is not None for lb in self.labels)
+
+    def mask_path(self, i: int) -> Path | None:
+        """The ground-truth mask file of image i, when the data carries masks."""
+        if self.mask_dir is None:
+            return None
+        p = self.mask_dir / (Path(self.files[i]).stem + ".png")
+        return p if p.is_file() else None
+
+
+def is_food11(root: Path) -> bool:
+    """True when a folder has Food-11's split folders."""
+    return any((root / s).is_dir() for s in SPLITS)
+
+
+def open_split(data: str | Path, split: str) -> ImageSet:
+    """The images of one split of a Food-11 tree, or of a plain folder / single image (split ignored)."""
+    root = Path(data)
+    if not root.exists():
+        raise UserError(f"data path does not exist: {root}")
+    if root.is_file():
+        if root.suffix.lower() not in IMAGE_EXTS:
+            raise UserError(f"not an image file: {root}")
+        return ImageSet(root.name, [root], [parse_label(root.name)])
+    if is_food11(root):
+        folder = root / split
+        if not folder.is_dir():
+            have = ", ".join(s for s in SPLITS if (root / s).is_dir())
+            raise UserError(f"{root} has no {split}/ folder (it has: {have})")
+        mask_dir = root / "masks" / split
+        mask_dir = mask_dir if mask_dir.is_dir() else None
+    else:
+        folder, mask_dir = root, None
+    try:
+        names = list_images(folder)
+    except OSError as exc:
+        raise UserError(f"cannot list {folder}: {exc.strerror}") from None
+    if not names:
+        raise UserError(f"no images in {folder}")
+    return ImageSet(split if folder != root else root.name, [folder / n for n in names],
+                    [parse_label(n) for n in names], mask_dir)
+
+
+def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int, ...] = (83, 4218, 4707, 8598)
+           ) -> list[int]:
+    """Indices chosen by `--images` (indices and/or file names) or by DESIGN.md's default rule."""
+    if spec:
+        out = []
+        for item in spec:
+            if item.isdigit():
+                i = int(item)
+                if i >= len(images):
+                    raise UserError(f"image index {i} out of range: {images.name} has {len(images)} images "
+                                    f"(0..{len(images) - 1})")
+                out.append(i)
+            elif item in images.files:
+                out.append(images.files.index(item))
+            else:
+                raise UserError(f"no image named {item!r} in {images.name}")
+        return out
+    if all(i < len(images) for i in default_indices):
+        return list(default_indices)
+    if images.labelled:
+        firsts: dict[int, int] = {}
+        for i, lb in enumerate(images.labels):
+            firsts.setdefault(lb, i)
+        return [firsts[lb] for lb in sorted(firsts)[:4]]
+    return list(range(min(4, len(images))))
+
+
+def load_image(path: Path, size: int, cv2_mode: bool = False) -> np.ndarray:
+    """Decode an image to float32 RGB in [0,1] at size x size; a bad file raises a one-line UserError.
+
+    PIL mode: EXIF rotation applied, any mode (L, RGBA, P, CMYK, I;16) to RGB, bilinear resize like the HW5
+    course code. cv2 mode reproduces the HW3 baseline: cv2.imread then cv2.resize (returned here as RGB).
+    """
+    if cv2_mode:
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if arr is None:
+            raise UserError(f"cannot read image {path}: not a readable image file")
+        arr = cv2.resize(arr, (size, size))[:, :, ::-1]
+        return np.ascontiguousarray(arr, dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            elif im.mode.startswith("I;16") or im.mode == "I":
+                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
+            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                        ) from None
+    return arr
+
+
+def load_mask(path: Path, size: int) -> np.ndarray:
+    """A ground-truth mask (object = 255) resized to size x size with nearest neighbour, as bool."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L").resize((size, size), Image.NEAREST)
+            return np.asarray(im) > 127
+    except OSError as exc:
+        raise UserError(f"cannot read mask {path}: {exc}") from None
+
+
+def load_batch(images: ImageSet, indices: list[int], size: int, cv2_mode: bool = False
+               ) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Images (N x 3 x size x size float in [0,1]) and masks (N x size x size bool, or None) for indices."""
+    arrs = [load_image(images.paths[i], size, cv2_mode) for i in indices]
+    x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+    mpaths = [images.mask_path(i) for i in indices]
+    masks = np.stack([load_mask(p, size) for p in mpaths]) if all(p is not None for p in mpaths) else None
+    return x, masks
+
+
+class _SplitData(torch.utils.data.Dataset):
+    """Decodes images in worker processes; yields (uint8 CHW tensor, index)."""
+
+    def __init__(self, images: ImageSet, size: int, cv2_mode: bool):
+        self.images, self.size, self.cv2_mode = images, size, cv2_mode
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        arr = load_image(self.images.paths[i], self.size, self.cv2_mode)
+        return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1), i
+
+
+def split_loader(images: ImageSet, size: int, batch_size: int, cv2_mode: bool = False, workers: int = 2
+                 ) -> torch.utils.data.DataLoader:
+    """A loader over a whole split in listing order (uint8 batches: divide by 255), decoding in workers."""
+    return torch.utils.data.DataLoader(_SplitData(images, size, cv2_mode), batch_size=batch_size, shuffle=False,
+                                       num_workers=workers, persistent_workers=False)
+
+
+def batches(loader: torch.utils.data.DataLoader):
+    """Iterate a split loader; a bad image in a worker becomes the worker's one-line UserError again."""
+    try:
+        yield from loader
+    except UserError as exc:  # DataLoader re-raises worker errors with the worker's traceback in the text
+        last = str(exc).strip().splitlines()[-1]
+        raise UserError(last.split("UserError: ", 1)[-1]) from None

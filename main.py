@@ -1,0 +1,169 @@
+"""Explain an image CNN: parse arguments, build the run context, run the tasks in order, write run.json."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import tasks
+from errors import Skipped, UserError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(
+        description="Explain what an image CNN has learned (saliency, filters, LIME, Deep Dream, trust metrics).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", action="append", metavar="NAME",
+                   help=f"task(s) to run, repeatable or comma list; default: all but train. One of: {', '.join(tasks.names())}")
+    p.add_argument("--data", help="Food-11 folder (training/validation/testing), a folder of images or one image; "
+                                  "default: the embedded demo")
+    p.add_argument("--out", default="output", help="output folder")
+    p.add_argument("--arch", help="hw3 | hw5ta | a torchvision model name | path/to/file.py:callable "
+                                  "(default: from the checkpoint, else hw3)")
+    p.add_argument("--width", type=float, help="channel width multiplier for hw3/hw5ta (the demo uses 0.25)")
+    p.add_argument("--num-classes", type=int, help="number of classes (default: number of class names)")
+    p.add_argument("--checkpoint", help="model weights (default: the demo checkpoint when --data is not given)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints holding a whole pickled module")
+    p.add_argument("--allow-random-weights", action="store_true", help="explain an untrained network (no checkpoint)")
+    p.add_argument("--images", action="append", metavar="IDX|FILE",
+                   help="images to explain: indices into the sorted listing and/or file names (repeatable or comma "
+                        "list); default: training indices 83,4218,4707,8598, else the first image of classes 0-3")
+    p.add_argument("--split", help="split the explained images come from (default: training)")
+    p.add_argument("--eval-split", default="validation", help="split for the confusion matrix and per-class analyses")
+    p.add_argument("--input-size", type=int, help="model input size in pixels (default: checkpoint's, else 128)")
+    p.add_argument("--mean", help="per-channel normalisation mean, e.g. 0.485,0.456,0.406 (applied inside the model)")
+    p.add_argument("--std", help="per-channel normalisation std")
+    p.add_argument("--bgr", action="store_true", help="the model was trained on BGR input")
+    p.add_argument("--cv2-preprocess", action="store_true",
+                   help="read and resize with OpenCV exactly like the HW3 baseline (implies --bgr)")
+    p.add_argument("--class-names", help="text file with one class name a line (default: Food-11's)")
+    p.add_argument("--target", help="class each explanation explains: pred | true | <class id> "
+                                    "(default: the true label when known, else the prediction)")
+    p.add_argument("--layer", action="append", metavar="NAME",
+                   help="layer(s) of your network by module name (e.g. cnn.14): Grad-CAM, filters, Deep Dream")
+    p.add_argument("--filters", help="filters to visualise, list and/or ranges, e.g. 0-15 or 0,3,7")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random step")
+    p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
+    # train task
+    p.add_argument("--epochs", type=int, default=30, help="train: epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="train: batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="train: Adam learning rate")
+    p.add_argument("--limit", type=int, help="train: use only the first N images per class (quick runs)")
+    p.add_argument("--save", help="train: checkpoint path (default: <out>/checkpoint.pt)")
+    return p.parse_args(argv)
+
+
+def task_list(args: argparse.Namespace) -> list[str]:
+    """The tasks to run, validated, in registry order."""
+    if not args.task:
+        return tasks.default_tasks()
+    asked = [t.strip() for item in args.task for t in item.split(",") if t.strip()]
+    unknown = [t for t in asked if t not in tasks.names()]
+    if unknown:
+        raise UserError(f"unknown task {unknown[0]!r}; tasks: {', '.join(tasks.names())}")
+    return [t for t in tasks.names() if t in asked]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the tasks; returns the exit code."""
+    import context
+    from outputs import write_json
+
+    names = task_list(args)
+    rows: list[tuple[str, float, str]] = []
+    started = time.perf_counter()
+    if "train" in names:
+        import train
+
+        t0 = time.perf_counter()
+        saved = train.task_train(args)
+        rows.append(("train", time.perf_counter() - t0, str(saved)))
+        names.remove("train")
+        if names and not args.checkpoint:
+            args.checkpoint = str(saved)
+    ctx = None
+    if names:
+        t0 = time.perf_counter()
+        ctx = context.build(args)
+        rows.append(("setup", time.perf_counter() - t0, f"{len(ctx.indices)} images from {ctx.imageset.name}/"))
+        for name in names:
+            t0 = time.perf_counter()
+            try:
+                files = tasks.get(name)(ctx)
+                what = ", ".join(str(Path(f).relative_to(ctx.out)) if Path(f).is_relative_to(ctx.out) else str(f)
+                                 for f in files)
+            except Skipped as why:
+                what = f"skipped: {why}"
+            rows.append((name, time.perf_counter() - t0, what))
+            print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
+        write_json(ctx.out / "run.json", run_record(args, ctx, rows, time.perf_counter() - started))
+    print_table(rows, time.perf_counter() - started)
+    return 0
+
+
+def run_record(args: argparse.Namespace, ctx, rows: list[tuple[str, float, str]], total: float) -> dict:
+    """What run.json holds: settings actually used, versions, seeds, checkpoint, timings, task results."""
+    import numpy
+    import torch
+
+    return {
+        "command": " ".join(["python", "main.py"] + sys.argv[1:]),
+        "arguments": {k: v for k, v in sorted(vars(args).items())},
+        "arch": ctx.arch,
+        "input_size": ctx.input_size,
+        "class_names": ctx.class_names,
+        "data": str(ctx.data),
+        "demo": ctx.demo,
+        "checkpoint": str(ctx.checkpoint) if ctx.checkpoint else None,
+        "checkpoint_sha256": ctx.checkpoint_sha256,
+        "checkpoint_meta": ctx.checkpoint_meta,
+        "preprocess": {"bgr": ctx.model.bgr, "cv2": ctx.cv2_mode, "mean": ctx.model.mean.flatten().tolist(),
+                       "std": ctx.model.std.flatten().tolist()},
+        "device": str(ctx.device),
+        "torch_threads": torch.get_num_threads(),
+        "seed": ctx.seed,
+        "settings": ctx.settings,
+        "images": [{"file": f, "index": i, "label": int(lb), "pred": int(p), "target": int(t)}
+                   for f, i, lb, p, t in zip(ctx.files, ctx.indices, ctx.labels, ctx.preds(), ctx.targets())],
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
+        "timings": {name: round(sec, 3) for name, sec, _ in rows},
+        "tasks": {name: what for name, _, what in rows},
+        "total_seconds": round(total, 3),
+        "results": ctx.results,
+    }
+
+
+def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
+    """The closing table: each task's wall time and what it wrote."""
+    print(f"\n{'task':<14} {'seconds':>8}  files")
+    for name, sec, what in rows:
+        print(f"{name:<14} {sec:>8.1f}  {what}")
+    print(f"{'total':<14} {total:>8.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal error."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("internal error: please report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

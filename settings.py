@@ -1,0 +1,86 @@
+"""Fixed settings per device type (never measured at run time, so reruns draw the same bytes).
+
+A value is either one number for every device, or a dict {"cpu": ..., "cuda": ...}. `FULL` holds the
+paper-grade values that `--full` selects. `--set key=value` overrides any of them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from errors import UserError
+
+DEFAULTS: dict[str, Any] = {
+    # Batch sizes: forward-only passes (predictions, perturbation methods) and forward+backward passes.
+    # Measured on our 2-core CPU: batch 1-8 beats batch 64 per image; a GPU wants large batches.
+    "batch_size": {"cpu": 8, "cuda": 256},
+    "grad_batch_size": {"cpu": 4, "cuda": 128},
+    "eval_batch_size": {"cpu": 32, "cuda": 256},
+    "loader_workers": 2,
+    # saliency family
+    "smoothgrad_n": 50,
+    "smoothgrad_sigma": 0.15,
+    "ig_steps": 64,
+    "ig_baseline": "black",
+    # filter visualization
+    "filter_count": 16,
+    "filter_steps": 100,
+    "filter_lr": 0.1,
+    "filter_chunk": {"cpu": 1, "cuda": 64},
+    "robust_steps": 256,
+    "robust_lr": 0.05,
+    # LIME
+    "lime_samples": 1000,
+    "lime_class_samples": 300,
+    "lime_segments": 100,
+    "lime_compactness": 1.0,
+    "lime_sigma": 1.0,
+    "lime_batch_size": {"cpu": 4, "cuda": 256},
+    # Deep Dream, class models, occlusion
+    "dream_steps": 20,
+    "dream_octaves": 3,
+    "dream_octave_scale": 1.4,
+    "dream_lr": 0.02,
+    "classviz_steps": 200,
+    "classviz_lr": 0.05,
+    "classviz_l2": 1e-3,
+    "occlusion_patch": 16,
+    "occlusion_stride": 8,
+    # trust metrics
+    "trust_images": 4,
+    "deletion_steps": 64,
+    "sanity_images": 1,
+}
+
+FULL: dict[str, Any] = {
+    "smoothgrad_n": 100,
+    "ig_steps": 256,
+    "filter_count": 64,
+    "filter_steps": 200,
+    "robust_steps": 512,
+    "lime_samples": 2000,
+    "lime_class_samples": 1000,
+    "dream_steps": 40,
+    "classviz_steps": 400,
+    "occlusion_stride": 4,
+    "trust_images": 22,
+    "deletion_steps": 128,
+    "sanity_images": 4,
+}
+
+
+def resolve(device_type: str, full: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Settings for a device type ('cpu' or 'cuda'), with --full and --set key=value applied."""
+    dev = "cuda" if device_type == "cuda" else "cpu"
+    out = {k: (v[dev] if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+    if full:
+        out.update({k: (v[dev] if isinstance(v, dict) else v) for k, v in FULL.items()})
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in out:
+            raise UserError(f"--set {item!r}: expected key=value with key one of: {', '.join(sorted(out))}")
+        old = out[key]
+        try:
+            out[key] = type(old)(raw) if not isinstance(old, bool) else raw.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise UserError(f"--set {item!r}: {raw!r} is not a {type(old).__name__}") from None
+    return out

@@ -1,0 +1,30 @@
+"""The task registry: name -> (module, function). A task function takes the run context and returns the
+list of files it wrote. Modules are imported only when their task runs, so a run pays only for what it uses.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+# In run order: later tasks reuse what earlier ones cached or wrote (predictions, arrays/*.npz).
+REGISTRY: dict[str, tuple[str, str]] = {
+    "confusion": ("confusion", "task_confusion"),
+}
+# `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
+SPECIAL = ("train",)
+
+
+def names() -> list[str]:
+    """Every task name, in run order."""
+    return list(REGISTRY) + list(SPECIAL)
+
+
+def default_tasks() -> list[str]:
+    """What `python main.py` runs with no --task: every registered task, in order (never train)."""
+    return list(REGISTRY)
+
+
+def get(name: str) -> Callable:
+    """The task function of a registered name."""
+    module, func = REGISTRY[name]
+    return getattr(importlib.import_module(module), func)
