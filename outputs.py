@@ -24,6 +24,7 @@ def atomic(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are for people to share
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
