@@ -221,7 +221,7 @@ def find_module(net: nn.Module, name: str) -> nn.Module:
 
 
 def probe_4d_modules(net: nn.Module, input_size: int, device: torch.device | str = "cpu") -> list[str]:
-    """Names of the modules whose output is 4-D, in the order a probe forward pass runs them."""
+    """Names of the modules whose output is a 4-D map (spatial size > 1), in the order a probe pass runs them."""
     order: list[str] = []
     handles = []
     for name, mod in net.named_modules():
@@ -229,7 +229,8 @@ def probe_4d_modules(net: nn.Module, input_size: int, device: torch.device | str
             continue
 
         def hook(m, inp, out, name=name):
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
+            # 4-D with a spatial extent: a global pool's N x C x 1 x 1 output has no map to show
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
                 if name in order:  # a reused module (torchvision's shared ReLU) counts at its last call
                     order.remove(name)
                 order.append(name)

@@ -1,0 +1,146 @@
+"""Listing order, labels, selection, decoding of every image mode, corrupt files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dataset
+from errors import UserError
+
+# Food-11's real training counts per class (label 0..10): the shape of the listing users index into.
+FOOD11_TRAIN = [994, 429, 1500, 986, 848, 1325, 440, 280, 855, 1500, 709]
+
+
+@pytest.fixture(scope="module")
+def food11_names(tmp_path_factory) -> Path:
+    """A Food-11 tree of empty .jpg files with the real class counts."""
+    root = tmp_path_factory.mktemp("food11")
+    (root / "training").mkdir()
+    for label, n in enumerate(FOOD11_TRAIN):
+        for i in range(n):
+            (root / "training" / f"{label}_{i}.jpg").touch()
+    return root
+
+
+def test_plain_string_sort_maps_course_indices(food11_names):
+    images = dataset.open_split(food11_names, "training")
+    assert len(images) == 9866
+    assert [images.files[i] for i in (83, 4218, 4707, 8598)] == ["0_173.jpg", "3_626.jpg", "4_179.jpg", "9_1206.jpg"]
+    # class blocks run 0, 10, 1, 2, ..., 9 in a plain string sort
+    blocks = [lb for i, lb in enumerate(images.labels) if i == 0 or images.labels[i - 1] != lb]
+    assert blocks == [0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_default_selection_is_the_course_four(food11_names):
+    images = dataset.open_split(food11_names, "training")
+    assert dataset.select(images, None) == [83, 4218, 4707, 8598]
+
+
+def test_selection_by_index_and_name_and_fallback(demo_data):
+    images = dataset.open_split(demo_data, "training")
+    assert dataset.select(images, ["3", "1_2.jpg"]) == [3, images.files.index("1_2.jpg")]
+    picked = dataset.select(images, None)  # the course indices do not exist in the demo: first image of classes 0-3
+    assert [images.labels[i] for i in picked] == [0, 1, 2, 3]
+    assert all(images.labels[i - 1] != images.labels[i] for i in picked if i > 0)
+    with pytest.raises(UserError, match="out of range"):
+        dataset.select(images, [str(len(images))])
+    with pytest.raises(UserError, match="no image named"):
+        dataset.select(images, ["nope.jpg"])
+
+
+@pytest.mark.parametrize("name,label", [("0_173.jpg", 0), ("10_5.jpg", 10), ("9_1206.JPG", 9), ("12.jpg", None),
+                                        ("cat.png", None), ("3_x.jpg", None)])
+def test_label_parsing(name, label):
+    assert dataset.parse_label(name) == label
+
+
+def test_plain_folder_of_photos(tmp_path):
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        if name.endswith("txt"):
+            (tmp_path / name).write_text("x")
+        else:
+            Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / name)
+    images = dataset.open_split(tmp_path, "training")
+    assert images.files == ["a.jpg", "b.png"] and not images.labelled
+    one = dataset.open_split(tmp_path / "b.png", "training")
+    assert one.files == ["b.png"]
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        dataset.open_split(tmp_path / "missing", "training")
+    with pytest.raises(UserError, match="no images"):
+        dataset.open_split(tmp_path, "training")
+
+
+def _save(img: Image.Image, path: Path, **kw) -> Path:
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "RGB"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    base = Image.new("RGB", (50, 40), (200, 100, 50))
+    if mode == "I;16":
+        img = Image.fromarray((np.full((40, 50), 40000)).astype(np.uint16))
+    else:
+        img = base.convert(mode)
+    ext = ".jpg" if mode in ("L", "CMYK", "RGB") else (".tif" if mode == "I;16" else ".png")
+    arr = dataset.load_image(_save(img, tmp_path / f"x{ext}"), 32)
+    assert arr.shape == (32, 32, 3) and arr.dtype == np.float32
+    assert 0.0 <= arr.min() and arr.max() <= 1.0
+    if mode in ("RGB", "RGBA", "P"):
+        assert np.allclose(arr[16, 16], [200 / 255, 100 / 255, 50 / 255], atol=0.03)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    img = Image.new("RGBA", (20, 20), (255, 0, 0, 0))
+    arr = dataset.load_image(_save(img, tmp_path / "t.png"), 8)
+    assert np.allclose(arr, 1.0)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.new("RGB", (60, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))  # white square at the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = _save(img, tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    arr = dataset.load_image(path, 30)
+    assert arr[:10].mean() > 0.8 and arr[20:].mean() < 0.2  # the white square is now at the top
+
+
+def test_cv2_mode_matches_opencv_pipeline(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    pix = (rng.random((37, 53, 3)) * 255).astype(np.uint8)
+    path = _save(Image.fromarray(pix), tmp_path / "c.png")
+    ours = dataset.load_image(path, 16, cv2_mode=True)
+    bgr = cv2.resize(cv2.imread(str(path)), (16, 16))
+    assert np.array_equal((ours * 255).round().astype(np.uint8), bgr[:, :, ::-1])
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    bad = tmp_path / "0_1.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    with pytest.raises(UserError, match="0_1.jpg"):
+        dataset.load_image(bad, 32)
+    with pytest.raises(UserError, match="0_1.jpg"):
+        dataset.load_image(bad, 32, cv2_mode=True)
+
+
+def test_split_loader_keeps_order_and_reports_bad_files(tmp_path):
+    for i in range(5):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(tmp_path / f"0_{i}.jpg")
+    images = dataset.open_split(tmp_path, "x")
+    xs = [x for x, _ in dataset.batches(dataset.split_loader(images, 8, 2, workers=2))]
+    reds = np.concatenate([x[:, 0, 4, 4].numpy() for x in xs])
+    assert list(np.argsort(reds)) == [0, 1, 2, 3, 4]
+    (tmp_path / "0_9.jpg").write_bytes(b"garbage")
+    images = dataset.open_split(tmp_path, "x")
+    with pytest.raises(UserError) as err:
+        list(dataset.batches(dataset.split_loader(images, 8, 2, workers=2)))
+    assert "0_9.jpg" in str(err.value) and "\n" not in str(err.value)

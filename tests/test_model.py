@@ -1,0 +1,121 @@
+"""Architectures, checkpoint formats, wrong-architecture messages, layer lookup."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import model
+from errors import UserError
+
+
+def test_hw3_structure_and_names():
+    net = model.HW3Net()
+    sd = net.state_dict()
+    assert "cnn.0.weight" in sd and "fc.4.bias" in sd
+    assert [sd[f"cnn.{i}.weight"].shape[0] for i in (0, 4, 8, 12, 16)] == [64, 128, 256, 512, 512]
+    assert sd["fc.0.weight"].shape == (1024, 8192) and sd["fc.2.weight"].shape == (512, 1024)
+    assert net(torch.zeros(2, 3, 128, 128)).shape == (2, 11)
+
+
+def test_width_keeps_structure_and_is_small():
+    full, small = model.HW3Net(), model.HW3Net(width=0.25)
+    assert list(full.state_dict()) == list(small.state_dict())
+    n = sum(p.numel() for p in small.parameters())
+    assert 0.7e6 < n < 0.9e6
+
+
+def test_hw5ta_structure():
+    net = model.HW5TANet()
+    sd = net.state_dict()
+    assert sd["cnn.0.weight"].shape == (128, 3, 3, 3)
+    assert isinstance(net.cnn[15], torch.nn.ReLU) and isinstance(net.fc[2], torch.nn.Dropout)
+    assert sd["fc.3.weight"].shape == (11, 1024)
+
+
+def _save(obj, path):
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("wrap", ["bare", "model_state_dict", "state_dict", "model", "dataparallel"])
+def test_checkpoint_formats_load(tmp_path, wrap):
+    net = model.HW3Net(width=0.125)
+    sd = net.state_dict()
+    if wrap == "dataparallel":
+        obj = {"module." + k: v for k, v in sd.items()}
+    elif wrap == "bare":
+        obj = sd
+    else:
+        obj = {wrap: sd, "epoch": 3}
+    state, meta = model.read_checkpoint(_save(obj, tmp_path / "c.pt"))
+    other = model.HW3Net(width=0.125)
+    model.load_weights(other, state, "c.pt", "hw3")
+    x = torch.rand(1, 3, 128, 128)
+    assert torch.equal(net.eval()(x), other.eval()(x))
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    path = _save(model.HW3Net(width=0.125), tmp_path / "whole.pt")
+    with pytest.raises(UserError, match="--trust-pickle"):
+        model.read_checkpoint(path)
+    obj, _ = model.read_checkpoint(path, trust_pickle=True)
+    assert isinstance(obj, model.HW3Net)
+
+
+def test_wrong_architecture_names_keys_and_suggests_arch(tmp_path):
+    state, _ = model.read_checkpoint(_save({"model_state_dict": model.HW5TANet(width=0.125).state_dict()},
+                                           tmp_path / "h.pt"))
+    with pytest.raises(UserError) as err:
+        model.load_weights(model.HW3Net(), state, "h.pt", "hw3")
+    msg = str(err.value)
+    assert "h.pt" in msg and "unexpected keys" in msg and "--arch hw5ta --width 0.125" in msg and "\n" not in msg
+
+
+def test_garbage_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="bad.pt"):
+        model.read_checkpoint(bad)
+    with pytest.raises(UserError, match="not found"):
+        model.read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torchvision_and_file_archs(tmp_path):
+    net = model.build_network("resnet18", num_classes=11)
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 11)
+    f = tmp_path / "mine.py"
+    f.write_text("import torch\ndef make(num_classes=11):\n"
+                 "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),"
+                 " torch.nn.Flatten(), torch.nn.Linear(4, num_classes))\n")
+    mine = model.build_network(f"{f}:make", num_classes=5)
+    assert mine(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    with pytest.raises(UserError, match="unknown --arch"):
+        model.build_network("nonsense_net")
+    with pytest.raises(UserError, match="has no 'other'"):
+        model.build_network(f"{f}:other")
+
+
+def test_preprocess_flips_and_normalises():
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return x.mean((2, 3))
+
+    wrapped = model.Preprocess(Spy(), mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], bgr=True)
+    x = torch.zeros(1, 3, 2, 2)
+    x[:, 0] = 1.0  # pure red in RGB
+    wrapped(x)
+    assert torch.allclose(seen["x"][0, :, 0, 0], torch.tensor([-2.0, -2.0, 2.0]))  # red is the last channel in BGR
+
+
+def test_layer_lookup_and_probe():
+    net = model.HW3Net(width=0.125)
+    assert model.find_module(net, "cnn.14") is net.cnn[14]
+    with pytest.raises(UserError, match="valid layer names: cnn, cnn.0"):
+        model.find_module(net, "cnn.99")
+    order = model.probe_4d_modules(net, 128)
+    assert order[0] == "cnn.0" and order[-1] == "cnn.19"
+    res = model.probe_4d_modules(model.build_network("resnet18", 11), 64)
+    assert res[-1] == "layer4.1.relu"  # the reused in-place ReLU counts at its last call
