@@ -190,6 +190,8 @@ def build(args: argparse.Namespace) -> RunContext:
     """Resolve settings (flags over checkpoint metadata over defaults), load model and images."""
     use_demo = args.data is None
     data = demo.ensure_demo_data() if use_demo else Path(args.data)
+    if not data.exists():
+        raise UserError(f"data path does not exist: {data}")
     ckpt = Path(args.checkpoint) if args.checkpoint else (demo.DEMO_CHECKPOINT if use_demo else None)
     state, meta, net = None, {}, None
     if ckpt is not None:

@@ -104,7 +104,7 @@ def task_train(args: argparse.Namespace) -> Path:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
         val = accuracy(model, x_va, y_va, device)
         if val > best:
