@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="forward passes of perturbation methods (LIME): bf16 autocasts them where supported")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
     # train task

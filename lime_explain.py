@@ -1,0 +1,348 @@
+"""LIME (Ribeiro et al., 2016) with the lime package: SLIC superpixels, seeded sampling, batched softmax calls.
+
+Compute (classifier_fn, explain_images, weight_maps) is kept apart from the two tasks and their figures.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
+
+import numpy as np
+import torch
+from lime.lime_image import ImageExplanation, LimeImageExplainer
+from lime.wrappers.scikit_image import SegmentationAlgorithm
+from skimage.segmentation import find_boundaries, mark_boundaries
+from torch import nn
+
+import confusion
+import dataset
+import draw
+from errors import Skipped, UserError
+from outputs import save_maps
+
+COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11, min_weight=0.05)
+# The course's absolute 0.05 was meant for logits; our weights are probabilities, which barely move for a
+# confident model (weights ~1e-5), so the threshold is 5% of the image's largest |weight| instead.
+COURSE_MIN_WEIGHT = 0.05
+TOP_K = 5                # superpixels shown in the detail figure's "top positive / negative" panels
+# Measured by bench/lime_speed.py on our 2-core CPU: NHWC input into a channels_last copy of the model is
+# faster than NCHW for the HW3 models (the NHWC numpy batch from lime becomes channels_last for free).
+CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """bf16 autocast for --precision bf16 (CPU or a CUDA device that supports it), else nothing."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision != "bf16":
+        raise UserError(f"--precision {precision!r}: use fp32 or bf16")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--precision bf16 is supported on cpu and cuda, not {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def classifier(model: nn.Module, device: torch.device, batch_size: int, precision: str = "fp32",
+               channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """lime's classifier_fn: N x H x W x 3 images in [0,1] -> N x C softmax probabilities, in batches."""
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
+    autocast(device, precision)  # validate the flag before the first call
+
+    def classifier_fn(images: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode(), autocast(device, precision):
+            for i in range(0, len(images), batch_size):
+                chunk = np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
+                x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2)  # NHWC memory = channels_last
+                if not channels_last:
+                    x = x.contiguous()
+                out.append(torch.softmax(net(x).float(), 1).cpu())
+        return torch.cat(out).numpy()
+
+    return classifier_fn
+
+
+class SeededExplainer(LimeImageExplainer):
+    """lime's explainer with vectorised perturbations and our progress bar instead of lime's.
+
+    data_labels draws exactly the random numbers lime's own does, so explanations equal stock lime's.
+    """
+
+    def __init__(self, random_state: int, progress: Any = None):
+        super().__init__(random_state=random_state)
+        self.progress = progress
+
+    def data_labels(self, image: np.ndarray, fudged_image: np.ndarray, segments: np.ndarray,
+                    classifier_fn: Callable, num_samples: int, batch_size: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Random on/off superpixel rows (row 0 = all on) and the model's probabilities for each."""
+        n_features = np.unique(segments).shape[0]
+        if segments.min() != 0 or segments.max() != n_features - 1:
+            raise ValueError(f"superpixel ids must be 0..{n_features - 1}, got {segments.min()}..{segments.max()}")
+        data = self.random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
+        data[0, :] = 1
+        labels = []
+        for i in range(0, num_samples, batch_size):
+            keep = data[i:i + batch_size].astype(bool)[:, segments]          # B x H x W
+            labels.append(classifier_fn(np.where(keep[..., None], image, fudged_image)))
+            if self.progress is not None:
+                self.progress.update(len(keep))
+        return data, np.concatenate(labels)
+
+
+def segmenter(n_segments: int, compactness: float, sigma: float) -> SegmentationAlgorithm:
+    """SLIC as lime wraps it; start_label=0 so lime can switch off every superpixel (skimage >= 0.19 starts at 1)."""
+    return SegmentationAlgorithm("slic", n_segments=n_segments, compactness=compactness, sigma=sigma,
+                                 start_label=0)
+
+
+def explain_images(classifier_fn: Callable[[np.ndarray], np.ndarray], images: torch.Tensor, seeds: Sequence[int],
+                   num_classes: int, num_samples: int, batch_size: int, segmentation: SegmentationAlgorithm,
+                   progress: Any = None) -> list[ImageExplanation]:
+    """One lime explanation per image (N x 3 x H x W in [0,1]) with every class explained; seeds[i] drives image i."""
+    out = []
+    for img, seed in zip(images, seeds):
+        hwc = img.permute(1, 2, 0).numpy().astype(np.float32)
+        explainer = SeededExplainer(random_state=int(seed), progress=progress)
+        out.append(explainer.explain_instance(hwc, classifier_fn, top_labels=num_classes, hide_color=None,
+                                              num_samples=num_samples, batch_size=batch_size,
+                                              segmentation_fn=segmentation))
+    return out
+
+
+def superpixel_weights(exp: ImageExplanation, label: int) -> np.ndarray:
+    """The weight of every superpixel (indexed by id) for one class."""
+    w = np.zeros(int(exp.segments.max()) + 1)
+    for f, v in exp.local_exp[int(label)]:
+        w[f] = v
+    return w
+
+
+def weight_maps(exps: Sequence[ImageExplanation], labels: Sequence[int]) -> np.ndarray:
+    """N x H x W: each image's superpixel weights for its class, painted onto the pixels."""
+    return np.stack([superpixel_weights(e, c)[e.segments] for e, c in zip(exps, labels)]).astype(np.float32)
+
+
+def image_seed(ctx, file: str) -> int:
+    """lime's random_state for one image: from --seed and the file name, independent of the other images."""
+    return int(ctx.rng("lime", file).integers(0, 2 ** 31 - 1))
+
+
+def run_lime(ctx, images: torch.Tensor, files: Sequence[str], num_samples: int, desc: str
+             ) -> list[ImageExplanation]:
+    """Explain images with the run's settings, showing one progress bar over all samples."""
+    from tqdm import tqdm
+
+    s = ctx.settings
+    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.args.precision,
+                    CHANNELS_LAST["cuda" if ctx.device.type == "cuda" else "cpu"])
+    seg = segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
+    with tqdm(total=len(files) * num_samples, desc=desc, unit="sample", leave=False, disable=None) as bar:
+        return explain_images(fn, images, [image_seed(ctx, f) for f in files], ctx.num_classes, num_samples,
+                              s["lime_batch_size"], seg, bar)
+
+
+# ---------------------------------------------------------------- drawing
+
+def course_overlay(exp: ImageExplanation, label: int) -> np.ndarray:
+    """The course figure's panel: green = for the class, red = against (11 strongest, |w| >= 5% of the largest)."""
+    top = float(np.abs(superpixel_weights(exp, label)).max())
+    temp, mask = exp.get_image_and_mask(int(label), positive_only=False, hide_rest=False,
+                                        num_features=COURSE_FEATURES, min_weight=COURSE_MIN_WEIGHT * top)
+    return mark_boundaries(np.clip(temp, 0, 1), mask, color=(1, 1, 0))
+
+
+def top_superpixels(exp: ImageExplanation, label: int, sign: int, k: int = TOP_K) -> np.ndarray:
+    """Ids of the k superpixels with the largest weights of one sign (fewer when fewer have that sign)."""
+    w = superpixel_weights(exp, label) * sign
+    order = np.argsort(-w, kind="stable")[:k]
+    return order[w[order] > 0]
+
+
+def highlight(image: np.ndarray, segments: np.ndarray, ids: np.ndarray, color: tuple[float, float, float]
+              ) -> np.ndarray:
+    """The chosen superpixels in full colour with coloured outlines, the rest dimmed to gray."""
+    sel = np.isin(segments, ids)
+    gray = image.mean(2, keepdims=True).repeat(3, 2) * 0.35 + 0.3
+    out = np.where(sel[..., None], image, gray)
+    return mark_boundaries(out, np.where(sel, segments + 1, 0), color=color)
+
+
+def _layout(fig: Any, rect: tuple[float, float, float, float]) -> None:
+    """tight_layout after a first draw: before it, multi-line panel titles are not yet placed and rows overlap."""
+    fig.tight_layout(rect=rect)
+    fig.canvas.draw()
+    fig.tight_layout(rect=rect)
+
+
+def _cls(names: Sequence[str], c: int) -> str:
+    return names[c] if 0 <= c < len(names) else str(c)
+
+
+def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions: Sequence[str],
+                targets: np.ndarray, preds: np.ndarray, names: Sequence[str], title: str, path: Path) -> Path:
+    """lime.png: original | LIME of the explained class | LIME of the predicted class (when it differs)."""
+    extra = bool((preds != targets).any())
+    n = len(exps)
+    fig, axes = draw.figure(n, 3 if extra else 2, cell=(2.6, 2.9), title=title)
+    for i, e in enumerate(exps):
+        draw.show_image(axes[i, 0], images[i], captions[i])
+        axes[i, 1].imshow(course_overlay(e, targets[i]))
+        axes[i, 1].set_title(f"LIME for {_cls(names, targets[i])}\n(explained class)")
+        if extra:
+            if preds[i] != targets[i]:
+                axes[i, 2].imshow(course_overlay(e, preds[i]))
+                axes[i, 2].set_title(f"LIME for {_cls(names, preds[i])}\n(predicted class)")
+            else:
+                axes[i, 2].axis("off")
+                axes[i, 2].text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
+    fig.text(0.5, 0.005, f"green = superpixel supports the class, red = against\nthe {COURSE_FEATURES} strongest with "
+             f"|weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest", ha="center", va="bottom", fontsize=7)
+    _layout(fig, rect=(0, 0.03, 1, 1 - 0.45 / fig.get_figheight()))
+    return draw.save(fig, path)
+
+
+def draw_details(images: torch.Tensor, exps: Sequence[ImageExplanation], captions: Sequence[str],
+                 targets: np.ndarray, preds: np.ndarray, names: Sequence[str], title: str, path: Path) -> Path:
+    """lime_details.png: original, SLIC boundaries, top +/- superpixels (explained and predicted class), weights."""
+    extra = bool((preds != targets).any())
+    ncols = 7 if extra else 5
+    n = len(exps)
+    fig, axes = draw.figure(n, ncols, cell=(2.3, 2.9), title=title, extra_width=0.6)
+    for i, e in enumerate(exps):
+        img = draw.as_hwc(images[i])
+        draw.show_image(axes[i, 0], img, captions[i])
+        axes[i, 1].imshow(mark_boundaries(img, e.segments, color=(1, 1, 0)))
+        axes[i, 1].set_title(f"SLIC: {int(e.segments.max()) + 1} superpixels")
+        cols = [(targets[i], "explained")] + ([(preds[i], "predicted")] if extra else [])
+        for j, (c, role) in enumerate(cols):
+            ax_pos, ax_neg = axes[i, 2 + 2 * j], axes[i, 3 + 2 * j]
+            if role == "predicted" and c == targets[i]:
+                for ax in (ax_pos, ax_neg):
+                    ax.axis("off")
+                ax_pos.text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
+                continue
+            for ax, sign, color, word in ((ax_pos, 1, (0, 1, 0), "for"), (ax_neg, -1, (1, 0, 0), "against")):
+                ids = top_superpixels(e, c, sign)
+                ax.imshow(highlight(img, e.segments, ids, color))
+                ax.set_title(f"{_cls(names, c)} ({role}):\ntop {len(ids)} {word}")
+        w = superpixel_weights(e, targets[i])
+        ax = axes[i, ncols - 1]
+        im = draw.show_map(ax, w[e.segments], signed=True, title=f"weights for\n{_cls(names, targets[i])}")
+        edge = find_boundaries(e.segments)
+        ax.imshow(np.dstack([np.zeros(edge.shape + (3,)), edge * 0.35]).astype(np.float32))
+        draw.colorbar(fig, im, ax, "LIME weight (probability)")
+    _layout(fig, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    return draw.save(fig, path)
+
+
+# ---------------------------------------------------------------- tasks
+
+def task_lime(ctx) -> list[Path]:
+    """LIME of the selected images: lime.png (course figure), lime_details.png, arrays/lime.npz."""
+    s = ctx.settings
+    targets, preds, probs = ctx.targets(), ctx.preds(), ctx.probs()
+    exps = run_lime(ctx, ctx.images, ctx.files, s["lime_samples"], "lime")
+    maps = weight_maps(exps, targets)
+    segs = np.stack([e.segments for e in exps]).astype(np.int32)
+    files = [save_maps(ctx.out, "lime", maps, ctx.files, targets, preds, segments=segs)]
+    caps = [draw.caption(f, ctx.class_names, t, p, pr[p], lb)
+            for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
+    how = f"{s['lime_samples']} samples, SLIC {s['lime_segments']} segments, {ctx.args.precision}"
+    files.append(draw_course(ctx.images, exps, caps, targets, preds, ctx.class_names,
+                             f"LIME: superpixels for and against\n({how})", ctx.out / "lime.png"))
+    files.append(draw_details(ctx.images, exps, caps, targets, preds, ctx.class_names,
+                              f"LIME details: superpixels, strongest evidence and weights ({how})",
+                              ctx.out / "lime_details.png"))
+    ctx.results["lime"] = {"samples": s["lime_samples"], "precision": ctx.args.precision,
+                           "superpixels": {f: int(e.segments.max()) + 1 for f, e in zip(ctx.files, exps)},
+                           "local_fit_r2": {f: float(e.score) for f, e in zip(ctx.files, exps)}}
+    return files
+
+
+def pick_examples(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> list[tuple[int, int]]:
+    """Per class: (index of its most confident correct image, of its most confident wrong image); -1 when none."""
+    preds = probs.argmax(1)
+    conf = probs.max(1)
+    out = []
+    for c in range(num_classes):
+        picks = []
+        for ok in (True, False):
+            idx = np.flatnonzero((labels == c) & ((preds == c) == ok))
+            picks.append(int(idx[np.argmax(conf[idx])]) if len(idx) else -1)  # argmax: first of ties
+        out.append((picks[0], picks[1]))
+    return out
+
+
+def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path) -> Path:
+    """lime_classes.png: per class, its most confident correct and wrong image with their LIME overlays."""
+    any_wrong = any(row["wrong"] is not None for row in rows)
+    if not any_wrong:
+        title += "\n(no class has a misclassified image)"
+    fig, axes = draw.figure(len(rows), 5 if any_wrong else 2, cell=(2.3, 2.75), title=title, extra_width=1.0)
+    for r, row in enumerate(rows):
+        ax = axes[r]
+        acc = "-" if np.isnan(row["accuracy"]) else f"{row['accuracy']:.2f}"
+        conf = _cls(names, row["confused"]) if row["confused"] >= 0 else "none"
+        ax[0].set_ylabel(f"{names[row['cls']]}\naccuracy {acc}\nmost confused\nwith: {conf}", fontsize=9)
+        for key, panels in (("correct", ax[0:2]), ("wrong", ax[2:5])):
+            ex = row[key]
+            if not len(panels):
+                continue
+            if ex is None:
+                for a in panels:
+                    a.set_frame_on(False)
+                panels[0].text(0.5, 0.5, f"no {key}ly classified\nimage of this class", ha="center", va="center",
+                               transform=panels[0].transAxes)
+                continue
+            draw.show_image(panels[0], ex["image"], ex["caption"])
+            for a, c in zip(panels[1:], [ex["pred"], ex["true"]]):   # a correct image has only the first
+                a.imshow(course_overlay(ex["exp"], c))
+                a.set_title(f"LIME for {_cls(names, c)}\n({'predicted' if c == ex['pred'] else 'true'} class)")
+    fig.text(0.5, 0.003, f"green = superpixel supports the class, red = against (the {COURSE_FEATURES} strongest "
+             f"with |weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest)", ha="center", va="bottom", fontsize=7)
+    _layout(fig, rect=(0, 0.01, 1, 1 - 0.5 / fig.get_figheight()))
+    return draw.save(fig, path)
+
+
+def task_lime_classes(ctx) -> list[Path]:
+    """Per class: LIME of the most confident correct and wrong eval-split image, with accuracy and confusion."""
+    split = ctx.args.eval_split
+    if not dataset.is_food11(ctx.data) or not (ctx.data / split).is_dir():
+        raise Skipped(f"{ctx.data} is not a Food-11 tree with a {split}/ folder")
+    pred = ctx.split_predictions(split)
+    labels, probs, imageset = pred["labels"], pred["probs"], pred["images"]
+    if len(labels) == 0 or (labels < 0).any():
+        raise Skipped(f"{split}/ images carry no labels (<label>_<n>.jpg names)")
+    counts = confusion.confusion_counts(labels, probs.argmax(1), ctx.num_classes)
+    acc, confused = confusion.per_class_accuracy(counts), confusion.most_confused(counts)
+    picks = pick_examples(labels, probs, ctx.num_classes)
+    chosen = sorted({i for pair in picks for i in pair if i >= 0})
+    n = ctx.settings["lime_class_samples"]
+    images, _ = dataset.load_batch(imageset, chosen, ctx.input_size, ctx.cv2_mode)
+    exps = dict(zip(chosen, run_lime(ctx, images, [imageset.files[i] for i in chosen], n, "lime_classes")))
+    rows = []
+    for c, pair in enumerate(picks):
+        row = {"cls": c, "accuracy": float(acc[c]), "confused": int(confused[c])}
+        for key, i in zip(("correct", "wrong"), pair):
+            if i < 0:
+                row[key] = None
+                continue
+            p = int(probs[i].argmax())
+            row[key] = {"image": images[chosen.index(i)], "exp": exps[i], "pred": p, "true": int(labels[i]),
+                        "file": imageset.files[i],
+                        "caption": draw.caption(imageset.files[i], ctx.class_names, None, p, float(probs[i, p]),
+                                                int(labels[i]))}
+        rows.append(row)
+    title = f"LIME per class on {split}:\nits most confident correct and wrong image ({n} samples each)"
+    files = [draw_classes(rows, ctx.class_names, title, ctx.out / "lime_classes.png")]
+    ctx.results["lime_classes"] = {
+        "split": split, "samples": n,
+        "classes": {ctx.class_names[r["cls"]]: {
+            "accuracy": None if np.isnan(r["accuracy"]) else r["accuracy"],
+            "most_confused": _cls(ctx.class_names, r["confused"]) if r["confused"] >= 0 else None,
+            "correct": r["correct"]["file"] if r["correct"] else None,
+            "wrong": r["wrong"]["file"] if r["wrong"] else None} for r in rows}}
+    return files
