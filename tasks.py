@@ -9,6 +9,8 @@ from typing import Callable
 # In run order: later tasks reuse what earlier ones cached or wrote (predictions, arrays/*.npz).
 REGISTRY: dict[str, tuple[str, str]] = {
     "confusion": ("confusion", "task_confusion"),
+    "lime": ("lime_explain", "task_lime"),
+    "lime_classes": ("lime_explain", "task_lime_classes"),
 }
 # `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
 SPECIAL = ("train",)
