@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="forward passes of perturbation methods (LIME): bf16 autocasts them where supported")
+    p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
+                   help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
     # train task

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "trust_images": 4,
     "deletion_steps": 64,
     "sanity_images": 1,
+    "sanity_smoothgrad_n": 10,
+    "sanity_ig_steps": 16,
+    "insertion_blur": 0.0625,
 }
 
 FULL: dict[str, Any] = {
@@ -65,6 +68,8 @@ FULL: dict[str, Any] = {
     "trust_images": 22,
     "deletion_steps": 128,
     "sanity_images": 4,
+    "sanity_smoothgrad_n": 50,
+    "sanity_ig_steps": 64,
 }
 
 

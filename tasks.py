@@ -11,6 +11,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "confusion": ("confusion", "task_confusion"),
     "lime": ("lime_explain", "task_lime"),
     "lime_classes": ("lime_explain", "task_lime_classes"),
+    "trust": ("metrics", "task_trust"),
 }
 # `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
 SPECIAL = ("train",)
