@@ -1,0 +1,264 @@
+"""The report: report.pdf parses, has a page per section with every produced figure in it, its sentences carry
+this run's numbers, report.html references only files that exist, and missing pieces never crash it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pypdf
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from outputs import save_maps, write_csv, write_json
+from report import build
+from report.pdf import bands, table_lines
+from report.sections import FIGURES, Table, build_report, confusion_sentences, trust_table
+
+NAMES = ["Bread", "Dessert", "Soup"]
+COUNTS = np.array([[8, 1, 1],     # Bread 0.80
+                   [3, 6, 1],     # Dessert 0.60, most often predicted as Bread (3): the top confusion
+                   [0, 1, 19]])   # Soup 0.95
+TRUST = {"mode": "cheap", "sanity": {"threshold": 0.5},
+         "methods": {m: {"deletion_auc": {"mean": d, "std": 0.01, "n": 4},
+                         "insertion_auc": {"mean": i, "std": 0.02, "n": 4},
+                         "sanity_spearman": {"mean": sp, "std": 0.1, "n": 1} if sp is not None else
+                         {"mean": None, "std": None, "n": 0},
+                         "sanity_check": v}
+                     for m, d, i, sp, v in [("gradcam", 0.123, 0.812, 0.21, "passes"),
+                                            ("vanilla", 0.205, 0.644, 0.73, "fails sanity check"),
+                                            ("random", 0.311, 0.402, None, "not applicable")]}}
+IMAGES = [{"file": f"{c}_0.jpg", "index": c, "label": c, "pred": c, "target": c} for c in range(3)]
+TALL = "lime_classes.png"
+
+
+def fake_png(path: Path, width: int, height: int) -> None:
+    """A PNG with a distinct size (so the test can find it in the PDF) and white gaps between bands of colour."""
+    img = np.full((height, width, 3), 255, np.uint8)
+    for top in range(0, height, 150):
+        img[top + 10:top + 140, 10:width - 10] = (40 + top % 200, 90, 160)
+    Image.fromarray(img).save(path)
+
+
+def make_folder(out: Path, with_record: bool = True) -> dict[str, tuple[int, int]]:
+    """An output folder shaped like DESIGN.md's contract; returns {figure file: (width, height)}."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(FIGURES) + ["filter_visualization_cnn.14.png"]
+    sizes = {name: (300 + 7 * k, 2600 if name == TALL else 240) for k, name in enumerate(names)}
+    for name, (w, h) in sizes.items():
+        fake_png(out / name, w, h)
+    write_csv(out / "confusion_matrix.csv", ["true \\ predicted"] + NAMES,
+              [[n] + list(map(int, r)) for n, r in zip(NAMES, COUNTS)])
+    write_json(out / "trust.json", TRUST)
+    save_maps(out, "vanilla", np.zeros((3, 8, 8)), [im["file"] for im in IMAGES], np.arange(3), np.arange(3))
+    if with_record:
+        write_json(out / "run.json", {
+            "command": "python main.py --out fake", "seed": 7, "arch": "hw3", "input_size": 128,
+            "class_names": NAMES, "data": "/data/food", "checkpoint": "ck.pt", "checkpoint_sha256": "ab" * 32,
+            "versions": {"python": "3.11", "torch": "2.x"}, "settings": {"ig_steps": 64, "lime_samples": 1000},
+            "images": IMAGES, "timings": {"setup": 0.5, "saliency": 2.25, "confusion": 3.0},
+            "tasks": {"setup": "3 images", "saliency": ", ".join(n for n in sizes if n != "occlusion.png"),
+                      "confusion": "confusion_matrix.csv"},
+            "results": {"ig": {"steps": 64, "baseline": "black", "gap_mean": 0.0123, "gap_max": 0.0456},
+                        "classviz": {"Bread": 0.97, "Dessert": 0.55, "Soup": 0.99},
+                        "filters": {"layers": {"cnn.6": {"filters": [0, 1], "plain_activation": [2.0, 4.0],
+                                                         "noise_activation": [0.5, 0.5]},
+                                               "cnn.14": {"filters": [0], "plain_activation": [1.0]}}}}})
+    return sizes
+
+
+def pdf_pages(path: Path) -> list[tuple[str, list[tuple[int, int]]]]:
+    """Per page: its text and the (width, height) of every image drawn on it."""
+    pages = []
+    for page in pypdf.PdfReader(path).pages:
+        xobjects = page["/Resources"].get("/XObject", {})
+        drawn = re.findall(rb"/([\w.]+) Do", page.get_contents().get_data())
+        sizes = [(int(xobjects["/" + n.decode()]["/Width"]), int(xobjects["/" + n.decode()]["/Height"]))
+                 for n in drawn if "/" + n.decode() in xobjects]
+        pages.append((page.extract_text(), sizes))
+    return pages
+
+
+class Refs(HTMLParser):
+    """Collects every src and href of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def html_refs(path: Path) -> list[str]:
+    """Every src and href in an HTML file."""
+    p = Refs()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p.refs
+
+
+def assert_html_refs_exist(out: Path) -> list[str]:
+    """Every reference is an in-page anchor or a relative name of an existing file in out."""
+    refs = html_refs(out / "report.html")
+    files = [r for r in refs if not r.startswith("#")]
+    for r in files:
+        assert "://" not in r and not r.startswith("/"), r
+        assert (out / r).is_file(), f"report.html references missing {r}"
+    return files
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, int]]]:
+    """A complete fake folder with its report built standalone."""
+    out = tmp_path_factory.mktemp("full")
+    sizes = make_folder(out)
+    assert build.main([str(out)]) == 0
+    return out, sizes
+
+
+def test_pdf_has_a_page_per_section_with_its_figures(full):
+    out, sizes = full
+    pages = pdf_pages(out / "report.pdf")
+    report = build_report(out, json.loads((out / "run.json").read_text()))
+    starts = []
+    for section in report.sections:
+        head = section.title.split(":")[0]
+        hits = [k for k, (text, _) in enumerate(pages) if head in "\n".join(text.split("\n")[:2])
+                or (k == 0 and head in text)]
+        assert hits, f"no page starts section {section.title!r}"
+        starts.append(hits[0])
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    where = {}
+    for k, (_, imgs) in enumerate(pages):
+        for size in imgs:
+            where.setdefault(size[0], []).append((k, size[1]))
+    bounds = starts + [len(pages)]
+    for s_idx, section in enumerate(report.sections):
+        for fig in section.figures:
+            w, h = sizes[fig.file]
+            assert w in where, f"{fig.file} is not drawn in the PDF"
+            assert sum(hh for _, hh in where[w]) == h, f"{fig.file} is not drawn whole"
+            assert all(bounds[s_idx] <= k < bounds[s_idx + 1] for k, _ in where[w]), f"{fig.file} outside its section"
+    drawn = {f.file for s in report.sections for f in s.figures}
+    assert drawn == set(sizes), f"figures left out: {set(sizes) - drawn}"
+    assert len(where[sizes[TALL][0]]) > 1, "the tall figure is cut into bands over pages"
+
+
+def test_sentences_carry_this_runs_numbers(full):
+    out, _ = full
+    text = " ".join(t for t, _ in pdf_pages(out / "report.pdf"))
+    text = re.sub(r"\s+", " ", text)
+    trust = json.loads((out / "trust.json").read_text())["methods"]
+    for m, name in (("gradcam", "Grad-CAM"), ("vanilla", "Vanilla gradient")):
+        want = (f"{name}: deletion AUC {trust[m]['deletion_auc']['mean']:.3f} vs "
+                f"{trust['random']['deletion_auc']['mean']:.3f} for a random map; insertion AUC "
+                f"{trust[m]['insertion_auc']['mean']:.3f} vs {trust['random']['insertion_auc']['mean']:.3f}")
+        assert want in text
+    assert "Vanilla gradient fails the sanity check" in text
+    assert "1 of 2 methods beat the random map" not in text       # both beat it on both metrics here
+    assert "2 of 2 methods beat the random map" in text
+    acc = np.trace(COUNTS) / COUNTS.sum()
+    assert f"({COUNTS.sum()} images) the model's accuracy is {acc:.3f}" in text
+    assert "most accurate on Soup (0.95) and least accurate on Dessert (0.60)" in text
+    assert "most often confuses Dessert with Bread: 3 of the 10 Dessert images" in text
+    assert "by 1.23% on average and 4.56% at most" in text
+    assert "from 0.550 (Dessert) to 0.990 (Soup)" in text
+    assert "Layer cnn.6, 2 filters: the plain images reach a mean activation of 3.000" in text
+    assert "ab" * 32 in text and "python main.py --out fake" in text
+
+
+def test_html_references_only_existing_files(full):
+    out, sizes = full
+    files = assert_html_refs_exist(out)
+    assert set(sizes) <= set(files), "every figure is on the page"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "most often confuses Dessert with Bread" in html
+
+
+def test_missing_pieces_are_noted_and_rebuilds_are_identical(tmp_path):
+    out = tmp_path / "out"
+    make_folder(out)
+    for name in ("trust.json", "gradcam.png", "lime.png"):
+        (out / name).unlink()
+    assert build.main([str(out)]) == 0
+    first = (out / "report.pdf").read_bytes(), (out / "report.html").read_bytes()
+    assert build.main([str(out)]) == 0
+    assert first == ((out / "report.pdf").read_bytes(), (out / "report.html").read_bytes())
+    text = re.sub(r"\s+", " ", " ".join(t for t, _ in pdf_pages(out / "report.pdf")))
+    assert "trust.json is not in this output folder" in text
+    assert "gradcam.png is not in this output folder" in text
+    assert "occlusion.png" in text and "left from an earlier run" in text   # not among the files the run wrote
+    assert "gradcam.png" not in assert_html_refs_exist(out)
+
+
+def test_empty_folder_without_run_record_still_builds(tmp_path):
+    assert build.main([str(tmp_path)]) == 0
+    pages = pdf_pages(tmp_path / "report.pdf")
+    assert len(pages) >= 6 and not any(imgs for _, imgs in pages)
+    assert "No run record" in " ".join(t for t, _ in pages)
+    assert assert_html_refs_exist(tmp_path) == ["report.pdf"]
+    assert build.main([str(tmp_path / "nope")]) == 2
+
+
+def test_confusion_sentences_ties_and_perfect():
+    names = ["A", "B"]
+    assert confusion_sentences(names, np.array([[5, 0], [0, 3]]), "validation") == [
+        "On the validation split (8 images) the model's accuracy is 1.000.",
+        "Its accuracy is the same on all 2 classes with images (1.00).", "No image of the split is misclassified."]
+
+
+def test_trust_table_reads_numbers_and_skips_empty_means():
+    t = trust_table(TRUST)
+    assert t["gradcam"]["deletion_auc"] == (0.123, 0.01, 4)
+    assert "sanity_spearman" not in t["random"]
+    assert trust_table({"gradcam": {"deletion_auc": 0.2}}) == {"gradcam": {"deletion_auc": (0.2, None, None)}}
+    assert trust_table(None) == {} and trust_table({"methods": []}) == {}
+
+
+def test_bands_cut_at_background_rows():
+    img = np.ones((1000, 50, 3), np.float32)
+    img[:, 5] = 0.2                      # a margin line: no row is plain except where it stops
+    img[395:405, 5] = 1.0
+    parts = bands(img, 500, 450)
+    assert sum(len(p) for p in parts) == 1000 and all(len(p) <= 500 for p in parts)
+    assert len(parts[0]) in range(395, 405)
+
+
+def test_table_lines_fit_the_width():
+    t = Table(["a", "b"], [["x" * 60, "long " * 60]])
+    lines = table_lines(t, 100)
+    assert max(map(len, lines)) <= 100 and len(lines) > 3
+
+
+@pytest.mark.usefixtures("demo_data")
+def test_saliency_only_run_builds_a_shorter_report(tmp_path, full):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "--task", "saliency,report", "--out", str(out),
+                           "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((out / "run.json").read_text())
+    pages = pdf_pages(out / "report.pdf")
+    assert len(pages) < len(pdf_pages(full[0] / "report.pdf"))
+    text = re.sub(r"\s+", " ", " ".join(t for t, _ in pages))
+    squeezed = re.sub(r"\s+", "", text)        # long table cells wrap inside words
+    assert re.sub(r"\s+", "", record["command"]) in squeezed and record["checkpoint_sha256"] in text
+    assert "task lime not run" in text and "trust.json is not in this output folder" in text
+    w, h = Image.open(out / "saliency.png").size
+    assert (w, h) in [s for _, imgs in pages for s in imgs]
+    assert "saliency.png" in assert_html_refs_exist(out)
+    assert f"saliency {record['timings']['saliency']:.1f}" in text
+
+
+def test_module_entry_point(tmp_path):
+    make_folder(tmp_path, with_record=False)
+    proc = subprocess.run([sys.executable, "-m", "report.build", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 0 and "run.json not found" in proc.stderr
+    shutil.rmtree(tmp_path)
