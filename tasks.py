@@ -12,6 +12,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "lime": ("lime_explain", "task_lime"),
     "lime_classes": ("lime_explain", "task_lime_classes"),
     "trust": ("metrics", "task_trust"),
+    "report": ("report.build", "task_report"),
 }
 # `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
 SPECIAL = ("train",)
