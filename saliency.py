@@ -1,0 +1,358 @@
+"""The saliency family: vanilla gradient, SmoothGrad, Integrated Gradients and Grad-CAM, plus the comparison grid.
+
+Pure functions take a [0,1]-RGB classifier, images (N x 3 x H x W float) and target classes, and return raw
+float32 maps (N x H x W); the task functions save them to arrays/<method>.npz and draw the figures.
+
+- vanilla: max over colour channels of |d logit_target / dx| (Simonyan et al. 2014).
+- smoothgrad: mean vanilla map over n noisy copies, noise std = sigma x the image's value range
+  (Smilkov et al. 2017); each image's noise comes from a generator seeded by (seed, image index).
+- integrated_gradients: (x - x') * trapezoid-rule mean gradient along the straight path from the baseline
+  x' (black, or a Gaussian-blurred copy) to x, summed over channels (signed); also returns the completeness
+  gap |sum attr - (F(x) - F(x'))| / |F(x) - F(x')| on the target logit (Sundararajan et al. 2017).
+- gradcam: ReLU of the gradient-weighted channel sum of a layer's output, bilinearly upsampled
+  (Selvaraju et al. 2017). The layer's output is captured by a forward hook that hands a clone downstream,
+  so later in-place ops (torchvision's reused in-place ReLU) cannot overwrite it; when a module runs
+  several times in one pass, its last call counts. Hooks are removed on exit, also on error.
+  Default layer: the last module with a 4-D output that is not a pooling layer (`--layer NAME` overrides).
+  On the demo model the last 4-D module is the final 4x4 max-pool (cnn.19), whose 32-px cells put the
+  map's maximum inside the object for only 17/22 ground-truth images; the ReLU feeding it (cnn.18,
+  8x8, same features) gets 20/22.
+
+The course-reference variant of the saliency map (|d cross-entropy / dx|, min-max normalised per image over
+all three channels and shown as an RGB image) is `vanilla_course`; the `saliency` task draws it as
+saliency_course.png beside the required saliency.png.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import draw
+from errors import Skipped, UserError
+from outputs import load_maps, save_maps
+
+COMPARE_ORDER = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion")
+TITLES = {"vanilla": "vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
+          "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "occlusion"}
+
+
+# ---------------------------------------------------------------- compute
+
+def _device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU when it has none)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _as_targets(targets: Sequence[int] | np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
+    """Target classes as an int64 CPU tensor of length n."""
+    t = torch.as_tensor(np.asarray(targets), dtype=torch.long).reshape(-1)
+    if len(t) != n:
+        raise ValueError(f"{len(t)} targets for {n} images")
+    return t
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of each row's target logit w.r.t. its input, and those logits (rows are independent in eval mode)."""
+    x = x.detach().to(_device(model)).requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        picked = logits.gather(1, targets.to(logits.device).view(-1, 1)).squeeze(1)
+        (grad,) = torch.autograd.grad(picked.sum(), x)
+    return grad.detach(), picked.detach()
+
+
+def vanilla(model: nn.Module, images: torch.Tensor, targets, batch_size: int = 4) -> np.ndarray:
+    """Max over colour channels of |d logit_target / dx|: N x H x W."""
+    t = _as_targets(targets, len(images))
+    out = []
+    for i in range(0, len(images), batch_size):
+        g, _ = input_gradient(model, images[i:i + batch_size], t[i:i + batch_size])
+        out.append(g.abs().amax(1).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.float32)
+
+
+def vanilla_course(model: nn.Module, images: torch.Tensor, targets, batch_size: int = 4) -> np.ndarray:
+    """Course-reference saliency: |d cross-entropy / dx| min-max normalised per image over all channels, N x 3 x H x W."""
+    t = _as_targets(targets, len(images))
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].detach().to(_device(model)).requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(x), t[i:i + batch_size].to(x.device), reduction="sum")
+            (g,) = torch.autograd.grad(loss, x)
+        g = g.abs().float().cpu()
+        lo = g.amin((1, 2, 3), keepdim=True)
+        hi = g.amax((1, 2, 3), keepdim=True)
+        out.append((g - lo) / (hi - lo).clamp_min(1e-12))
+    return torch.cat(out).numpy()
+
+
+def noise_generator(seed: int, index: int) -> torch.Generator:
+    """A CPU torch generator for one image's SmoothGrad noise, keyed by (seed, image index)."""
+    key = int(np.random.default_rng([int(seed), 0x5347, int(index)]).integers(0, 2 ** 62))
+    return torch.Generator().manual_seed(key)
+
+
+def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sigma: float = 0.15, seed: int = 0,
+               batch_size: int = 4, indices: Sequence[int] | None = None) -> np.ndarray:
+    """Mean vanilla map over n noisy copies (noise std = sigma x image value range): N x H x W.
+
+    `indices` are the images' identities for seeding (default 0..N-1), so one image gets the same noise
+    whatever else is in the batch.
+    """
+    t = _as_targets(targets, len(images))
+    keys = list(range(len(images))) if indices is None else list(indices)
+    out = []
+    for i, x in enumerate(images):
+        x = x.detach().float().cpu()
+        std = sigma * float(x.max() - x.min())
+        noise = torch.randn((n, *x.shape), generator=noise_generator(seed, keys[i])) * std
+        total = torch.zeros(x.shape[1:])
+        for j in range(0, n, batch_size):
+            chunk = x.unsqueeze(0) + noise[j:j + batch_size]
+            g, _ = input_gradient(model, chunk, t[i].repeat(len(chunk)))
+            total += g.abs().amax(1).float().cpu().sum(0)
+        out.append(total / max(n, 1))
+    return torch.stack(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.float32)
+
+
+def blurred(images: torch.Tensor, sigma_frac: float = 1 / 16) -> torch.Tensor:
+    """Gaussian-blurred copies (sigma = sigma_frac x image side, reflect padding): the 'blurred' IG baseline."""
+    x = images.detach().float()
+    side = x.shape[-1]
+    sigma = max(sigma_frac * side, 0.5)
+    radius = min(int(3 * sigma), side - 1, x.shape[-2] - 1)
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(x.device)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return x
+
+
+def ig_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
+    """The IG baseline images: 'black' (zeros) or 'blurred'."""
+    if baseline == "black":
+        return torch.zeros_like(images, dtype=torch.float32)
+    if baseline == "blurred":
+        return blurred(images)
+    raise UserError(f"unknown IG baseline {baseline!r}: use black or blurred (--set ig_baseline=...)")
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, steps: int = 64, baseline: str = "black",
+                         batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """IG maps summed over channels (signed, N x H x W) and completeness gaps (N) with the trapezoid rule."""
+    t = _as_targets(targets, len(images))
+    base = ig_baseline(images, baseline)
+    alphas = torch.linspace(0, 1, steps + 1)
+    weights = torch.full((steps + 1,), 1.0 / steps)
+    weights[0] = weights[-1] = 0.5 / steps
+    maps, gaps = [], []
+    for i, x in enumerate(images):
+        x, x0 = x.detach().float().cpu(), base[i].cpu()
+        mean_grad = torch.zeros_like(x)
+        ends = {}
+        for j in range(0, steps + 1, batch_size):
+            a = alphas[j:j + batch_size].view(-1, 1, 1, 1)
+            g, logit = input_gradient(model, x0 + a * (x - x0), t[i].repeat(len(a)))
+            mean_grad += (weights[j:j + batch_size].view(-1, 1, 1, 1) * g.float().cpu()).sum(0)
+            if j == 0:
+                ends["base"] = float(logit[0])
+            if j + len(a) == steps + 1:
+                ends["input"] = float(logit[-1])
+        attr = (x - x0) * mean_grad
+        delta = ends["input"] - ends["base"]
+        gaps.append(abs(float(attr.sum(dtype=torch.float64)) - delta) / max(abs(delta), 1e-12))
+        maps.append(attr.sum(0))
+    return torch.stack(maps).numpy(), np.asarray(gaps, dtype=np.float64)
+
+
+@contextmanager
+def capture_output(layer: nn.Module) -> Iterator[dict]:
+    """Record `layer`'s output (its last call) in the yielded dict under 'out'; the hook is removed on exit.
+
+    The hook passes a clone downstream, so in-place ops after the layer leave the captured tensor intact.
+    """
+    store: dict = {}
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise UserError(f"Grad-CAM layer {type(module).__name__} does not output a single tensor")
+        store["out"] = output
+        return output.clone()
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def gradcam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets, batch_size: int = 4) -> np.ndarray:
+    """ReLU(sum_k mean_ij(dy_t/dA_k) A_k) at `layer`, bilinearly upsampled to the input size: N x H x W."""
+    t = _as_targets(targets, len(images))
+    size = tuple(images.shape[2:])
+    out = []
+    with capture_output(layer) as store:
+        for i in range(0, len(images), batch_size):
+            # input needs grad so the activations do even when the user froze the weights
+            x = images[i:i + batch_size].detach().to(_device(model)).requires_grad_(True)
+            store.clear()
+            with torch.enable_grad():
+                logits = model(x)
+                if "out" not in store:
+                    raise UserError("the Grad-CAM layer did not run in the forward pass; pick another --layer")
+                act = store["out"]
+                if act.dim() != 4:
+                    raise UserError(f"Grad-CAM needs a layer with a 4-D output (N x C x H x W), got {act.dim()}-D; "
+                                    f"pick a convolutional --layer")
+                picked = logits.gather(1, t[i:i + batch_size].to(logits.device).view(-1, 1))
+                (grad,) = torch.autograd.grad(picked.sum(), act)
+            cam = F.relu((grad.mean((2, 3), keepdim=True) * act.detach()).sum(1, keepdim=True)).float()
+            out.append(F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0].cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, *size), np.float32)
+
+
+def mass_in_mask(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the fraction of |map| mass that falls inside the mask."""
+    a = np.abs(np.asarray(maps, dtype=np.float64))
+    return (a * masks).sum((1, 2)) / np.maximum(a.sum((1, 2)), 1e-30)
+
+
+# ---------------------------------------------------------------- tasks
+
+def _captions(ctx) -> list[str]:
+    """Per-image panel titles: file, true and predicted class with probability, explained class."""
+    probs, preds, targets = ctx.probs(), ctx.preds(), ctx.targets()
+    return [draw.caption(f, ctx.class_names, int(t), int(p), float(pr[p]), int(lb))
+            for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
+
+
+def _save(ctx, method: str, maps: np.ndarray, **extra: np.ndarray) -> Path:
+    """arrays/<method>.npz for the selected images."""
+    return save_maps(ctx.out, method, maps, ctx.files, ctx.targets(), ctx.preds(), **extra)
+
+
+POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d)
+
+
+def default_gradcam_layer(net: nn.Module, conv_layers: Sequence[str]) -> str:
+    """The last 4-D module that is not a pooling layer (a trailing pool only coarsens the same features)."""
+    if not conv_layers:
+        raise UserError("the network has no module with a 4-D output for Grad-CAM; pass --layer NAME")
+    mods = dict(net.named_modules())
+    for name in reversed(conv_layers):
+        if not isinstance(mods[name], POOLING):
+            return name
+    return conv_layers[-1]
+
+
+def gradcam_layer_name(ctx) -> str:
+    """--layer (its first value), else default_gradcam_layer of the user's network."""
+    if ctx.args.layer:
+        return ctx.args.layer[0].split(",")[0].strip()
+    return default_gradcam_layer(ctx.net, ctx.conv_layers())
+
+
+def task_saliency(ctx) -> list[Path]:
+    """Vanilla gradient maps (saliency.png, arrays/vanilla.npz) and the course-reference RGB variant."""
+    bs = ctx.settings["grad_batch_size"]
+    targets = ctx.targets()
+    maps = vanilla(ctx.model, ctx.images, targets, bs)
+    files = [_save(ctx, "vanilla", maps)]
+    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
+                                       "Saliency: max over channels of |d logit(target) / d pixel|",
+                                       ctx.out / "saliency.png", unit="|gradient|"))
+    course = vanilla_course(ctx.model, ctx.images, targets, bs)
+    caps = _captions(ctx)
+    fig, axes = draw.figure(len(course), 2, cell=(2.6, 2.45),
+                            title="Saliency, course variant\n|d cross-entropy / d pixel|, min-max per image, RGB")
+    for i in range(len(course)):
+        draw.show_image(axes[i, 0], ctx.images[i], caps[i])
+        draw.show_image(axes[i, 1], course[i], "RGB gradient (normalised)")
+    fig.tight_layout()
+    files.append(draw.save(fig, ctx.out / "saliency_course.png"))
+    return files
+
+
+def task_smoothgrad(ctx) -> list[Path]:
+    """SmoothGrad maps (smoothgrad.png, arrays/smoothgrad.npz)."""
+    s = ctx.settings
+    maps = smoothgrad(ctx.model, ctx.images, ctx.targets(), s["smoothgrad_n"], s["smoothgrad_sigma"], ctx.seed,
+                      s["grad_batch_size"], indices=ctx.indices)
+    files = [_save(ctx, "smoothgrad", maps)]
+    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
+                                       f"SmoothGrad: mean |gradient| over {s['smoothgrad_n']} noisy copies "
+                                       f"(noise std {s['smoothgrad_sigma']:g} x image range)",
+                                       ctx.out / "smoothgrad.png", unit="mean |gradient|"))
+    return files
+
+
+def task_ig(ctx) -> list[Path]:
+    """Integrated Gradients maps with completeness gaps (integrated_gradients.png, arrays/integrated_gradients.npz)."""
+    s = ctx.settings
+    maps, gaps = integrated_gradients(ctx.model, ctx.images, ctx.targets(), s["ig_steps"], s["ig_baseline"],
+                                      s["grad_batch_size"])
+    ctx.results["ig"] = {"steps": s["ig_steps"], "baseline": s["ig_baseline"], "gap_mean": float(gaps.mean()),
+                         "gap_max": float(gaps.max()), "gaps": {f: float(g) for f, g in zip(ctx.files, gaps)}}
+    files = [_save(ctx, "integrated_gradients", maps, gaps=gaps)]
+    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
+                                       f"Integrated Gradients ({s['ig_baseline']} baseline, {s['ig_steps']} steps): "
+                                       f"red = for the class, blue = against",
+                                       ctx.out / "integrated_gradients.png", signed=True, unit="attribution (logit)",
+                                       per_row_note=[f"completeness gap {100 * g:.2f}%" for g in gaps]))
+    return files
+
+
+def task_gradcam(ctx) -> list[Path]:
+    """Grad-CAM maps at --layer or the last 4-D layer (gradcam.png, arrays/gradcam.npz)."""
+    name = gradcam_layer_name(ctx)
+    maps = gradcam(ctx.model, ctx.layer(name), ctx.images, ctx.targets(), ctx.settings["grad_batch_size"])
+    ctx.results["gradcam"] = {"layer": name}
+    files = [_save(ctx, "gradcam", maps)]
+    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx), f"Grad-CAM at layer {name}",
+                                       ctx.out / "gradcam.png", unit="Grad-CAM (logit units)"))
+    return files
+
+
+def available_methods(out: Path, files: list[str]) -> list[tuple[str, np.ndarray]]:
+    """(method, maps) for every arrays/<method>.npz in `out` made for exactly these images, known methods first."""
+    found = sorted(p.stem for p in (Path(out) / "arrays").glob("*.npz"))
+    order = [m for m in COMPARE_ORDER if m in found] + [m for m in found if m not in COMPARE_ORDER]
+    out_list = []
+    for m in order:
+        arr = load_maps(Path(out) / "arrays" / f"{m}.npz")
+        if list(arr["files"]) == list(files) and arr["maps"].ndim == 3:
+            out_list.append((m, arr["maps"]))
+    return out_list
+
+
+def task_compare(ctx) -> list[Path]:
+    """attribution_comparison.png: rows = images, columns = original + every method with arrays in the output."""
+    methods = available_methods(ctx.out, ctx.files)
+    if not methods:
+        raise Skipped("no attribution arrays for these images in the output folder (run an attribution task first)")
+    caps = _captions(ctx)
+    n = len(ctx.files)
+    fig, axes = draw.figure(n, len(methods) + 1, cell=(2.5, 2.45),
+                            title="Attribution methods compared (each map normalised per image: robust max = 1)")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05, top=0.9, wspace=0.08, hspace=0.5)
+    for i in range(n):
+        draw.show_image(axes[i, 0], ctx.images[i], caps[i])
+    for j, (m, maps) in enumerate(methods, start=1):
+        signed = bool((maps < 0).any())
+        for i in range(n):
+            im = draw.show_overlay(axes[i, j], ctx.images[i], draw.normalize(maps[i], signed), signed,
+                                   title=TITLES.get(m, m) if i == 0 else None,
+                                   vrange=(-1.0, 1.0) if signed else (0.0, 1.0))
+        cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", fraction=0.02, pad=0.01, aspect=30)
+        cb.set_label("signed, normalised" if signed else "normalised", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
+    return [draw.save(fig, ctx.out / "attribution_comparison.png")]

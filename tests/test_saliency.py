@@ -1,0 +1,153 @@
+"""Saliency family: exact gradients, IG completeness, ground-truth localisation, batching, determinism, architectures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import saliency as S
+from conftest import make_ctx
+from model import Preprocess, build_network, probe_4d_modules
+from outputs import load_maps
+
+
+class Tiny(nn.Module):
+    """A smooth (tanh) conv net small enough for full finite differences."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+def finite_diff(f, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Central differences of a scalar function of x, element by element."""
+    g = torch.zeros_like(x)
+    for k in range(x.numel()):
+        d = torch.zeros_like(x).view(-1)
+        d[k] = eps
+        g.view(-1)[k] = (f(x + d.view_as(x)) - f(x - d.view_as(x))) / (2 * eps)
+    return g
+
+
+def test_gradients_equal_finite_differences():
+    torch.manual_seed(0)
+    net = Tiny().double().eval()
+    x = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    targets = [0, 2]
+    maps = S.vanilla(net, x, targets, batch_size=2)
+    course = S.vanilla_course(net, x, targets)
+    with torch.no_grad():
+        for i, t in enumerate(targets):
+            g = finite_diff(lambda z: net(z[None])[0, t].item(), x[i])
+            np.testing.assert_allclose(maps[i], g.abs().amax(0).numpy(), rtol=1e-4, atol=1e-6)
+            ce = finite_diff(lambda z: nn.functional.cross_entropy(net(z[None]), torch.tensor([t])).item(), x[i]).abs()
+            np.testing.assert_allclose(course[i], ((ce - ce.min()) / (ce.max() - ce.min())).numpy(), atol=1e-4)
+
+
+def test_ig_completeness_at_64_steps(demo_ctx):
+    maps, gaps = S.integrated_gradients(demo_ctx.model, demo_ctx.images, demo_ctx.targets(), steps=64, batch_size=16)
+    assert maps.shape == (len(demo_ctx.images), 128, 128)
+    assert gaps.mean() < 0.02 and gaps.max() < 0.05, gaps
+
+
+@pytest.fixture(scope="module")
+def gt_maps(demo_ctx, gt_batch) -> dict[str, np.ndarray]:
+    """Every method's maps on the ground-truth subset (small sample counts: localisation, not convergence)."""
+    x, _, labels, _ = gt_batch
+    m = demo_ctx.model
+    layer = S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers())
+    return {"vanilla": S.vanilla(m, x, labels, 8),
+            "smoothgrad": S.smoothgrad(m, x, labels, n=8, sigma=0.15, batch_size=8),
+            "integrated_gradients": S.integrated_gradients(m, x, labels, steps=8, batch_size=9)[0],
+            "gradcam": S.gradcam(m, demo_ctx.layer(layer), x, labels, 8)}
+
+
+SG_XFAIL = pytest.mark.xfail(strict=True, reason=(
+    "measured: SmoothGrad at sigma 0.15 puts ~2.0x the mask share inside the mask (vanilla ~3.6x); the demo "
+    "model classifies only ~36% of the noisy copies correctly, so their gradients spread over the clutter"))
+
+
+GRADCAM_XFAIL = pytest.mark.xfail(strict=True, reason=(
+    "measured: Grad-CAM's mass ratio falls with layer resolution (cnn.10 32x32: 4.7x, cnn.14 16x16: 3.9x, "
+    "default cnn.18 8x8: 2.99x, cnn.19 4x4: 2.1x): bilinear upsampling of 16-px cells spills onto the clutter"))
+
+
+@pytest.mark.parametrize("method", ["vanilla", pytest.param("smoothgrad", marks=SG_XFAIL),
+                                    "integrated_gradients", pytest.param("gradcam", marks=GRADCAM_XFAIL)])
+def test_map_mass_concentrates_in_the_object(gt_maps, gt_batch, method):
+    masks = gt_batch[1]
+    frac = S.mass_in_mask(gt_maps[method], masks)
+    assert frac.mean() >= 3 * masks.mean(), (frac.mean(), masks.mean())
+
+
+def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
+    assert S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers()) == "cnn.18"  # not the 4x4 pool cnn.19
+    maps, masks = gt_maps["gradcam"], gt_batch[1]
+    peak = maps.reshape(len(maps), -1).argmax(1)
+    inside = masks.reshape(len(masks), -1)[np.arange(len(maps)), peak]
+    assert inside.mean() >= 0.8, inside
+
+
+def test_batch_equals_one_at_a_time(demo_ctx):
+    m, x, t = demo_ctx.model, demo_ctx.images[:3], demo_ctx.targets()[:3]
+    layer = demo_ctx.layer(S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers()))
+    methods = {
+        "vanilla": lambda xs, ts, ids, bs: S.vanilla(m, xs, ts, bs),
+        "smoothgrad": lambda xs, ts, ids, bs: S.smoothgrad(m, xs, ts, n=5, seed=3, batch_size=bs, indices=ids),
+        "ig": lambda xs, ts, ids, bs: S.integrated_gradients(m, xs, ts, steps=6, batch_size=bs)[0],
+        "gradcam": lambda xs, ts, ids, bs: S.gradcam(m, layer, xs, ts, bs),
+    }
+    for name, f in methods.items():
+        batch = f(x, t, [10, 11, 12], 3)
+        for i in range(3):
+            one = f(x[i:i + 1], t[i:i + 1], [10 + i], 1)[0]
+            assert np.abs(batch[i] - one).max() <= 1e-4 * np.abs(one).max(), name
+
+
+def test_two_runs_write_identical_arrays_and_figures(demo_data, tmp_path):
+    flags = ("--images", "0,1", "--set", "smoothgrad_n=3", "--set", "ig_steps=4")
+    written = {}
+    for run in ("a", "b"):
+        ctx = make_ctx(tmp_path / run, *flags)
+        files = []
+        for task in (S.task_saliency, S.task_smoothgrad, S.task_ig, S.task_gradcam, S.task_compare):
+            files += task(ctx)
+        written[run] = {f.name: f.read_bytes() for f in files}
+    assert written["a"] == written["b"]
+    assert {"saliency.png", "smoothgrad.png", "integrated_gradients.png", "gradcam.png",
+            "attribution_comparison.png", "vanilla.npz", "integrated_gradients.npz"} <= set(written["a"])
+    arr = load_maps(tmp_path / "a" / "arrays" / "gradcam.npz")
+    assert arr["maps"].shape == (2, 128, 128) and arr["maps"].dtype == np.float32
+    assert list(arr["files"]) == ctx.files and "gap_max" in ctx.results["ig"]
+
+
+def _no_hooks(net: nn.Module) -> bool:
+    return all(not mod._forward_hooks for mod in net.modules())
+
+
+@pytest.mark.parametrize("arch,width", [("hw3", 0.25), ("hw5ta", 0.125), ("resnet18", 1.0)])
+def test_works_on_other_architectures(arch, width):
+    torch.manual_seed(0)
+    net = build_network(arch, 11, width, 64)
+    model = Preprocess(net).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    t = np.array([1, 7])
+    name = S.default_gradcam_layer(net, probe_4d_modules(net, 64))
+    layer = dict(net.named_modules())[name]
+    maps = [S.vanilla(model, x, t), S.smoothgrad(model, x, t, n=2), S.integrated_gradients(model, x, t, steps=4)[0],
+            S.gradcam(model, layer, x, t)]
+    for m in maps:
+        assert m.shape == (2, 64, 64) and m.dtype == np.float32 and np.isfinite(m).all()
+    assert _no_hooks(net)
+    with pytest.raises(Exception):
+        S.gradcam(model, layer, x, np.array([1, 99]))  # target out of range fails inside the hooked pass
+    assert _no_hooks(net)
+    if arch == "resnet18":
+        # the reused in-place ReLU's last call is the block output: same map as hooking the whole layer4
+        assert name == "layer4.1.relu"
+        np.testing.assert_allclose(maps[3], S.gradcam(model, net.layer4, x, t), rtol=1e-4, atol=1e-6)
