@@ -9,8 +9,13 @@ from typing import Callable
 # In run order: later tasks reuse what earlier ones cached or wrote (predictions, arrays/*.npz).
 REGISTRY: dict[str, tuple[str, str]] = {
     "confusion": ("confusion", "task_confusion"),
+    "saliency": ("saliency", "task_saliency"),
+    "smoothgrad": ("saliency", "task_smoothgrad"),
+    "ig": ("saliency", "task_ig"),
+    "gradcam": ("saliency", "task_gradcam"),
     "lime": ("lime_explain", "task_lime"),
     "lime_classes": ("lime_explain", "task_lime_classes"),
+    "compare": ("saliency", "task_compare"),
     "trust": ("metrics", "task_trust"),
     "report": ("report.build", "task_report"),
 }
