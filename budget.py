@@ -1,0 +1,101 @@
+"""Time planning: a quick throughput probe, a cost model of each task, and the opt-in --time-budget planner.
+
+Default runs never adapt to timing (reruns must draw the same bytes): without --time-budget the probe only
+feeds a warning when the run is predicted to exceed 9 minutes. With --time-budget the sample counts are scaled
+down just as far as needed, and every change is recorded in run.json and the report.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+WARN_SECONDS = 540.0
+# Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
+SCALABLE = {"lime_samples": 200, "lime_class_samples": 60, "smoothgrad_n": 8, "ig_steps": 16, "deletion_steps": 16,
+            "filter_steps": 30, "robust_steps": 48, "classviz_steps": 60, "dream_steps": 5}
+
+
+def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0
+          ) -> dict[str, float]:
+    """Images per second for forward passes (at batch_size) and forward+backward passes (at grad_batch_size)."""
+    rates = {}
+    for key, grad in (("forward", False), ("backward", True)):
+        batch = s["grad_batch_size" if grad else "batch_size"]
+        x = torch.rand(batch, 3, size, size, device=device, requires_grad=grad)
+        n, t0, first = 0, 0.0, True
+        while True:
+            with torch.set_grad_enabled(grad):
+                out = model(x)
+                if grad:
+                    out[:, 0].sum().backward()
+            if first:  # the first pass warms caches and allocators: not counted
+                first, t0 = False, time.perf_counter()
+                continue
+            n += batch
+            if time.perf_counter() - t0 > seconds / 2 or n >= 256:
+                break
+        rates[key] = n / max(time.perf_counter() - t0, 1e-9)
+    return rates
+
+
+def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int) -> tuple[float, float]:
+    """(forward images, forward+backward images) a task costs under settings s (full-model equivalents)."""
+    methods = 7  # attribution maps scored by the trust task, random baseline included
+    cost = {
+        "confusion": (n_eval, 0),
+        "saliency": (0, n_images),
+        "smoothgrad": (0, n_images * s["smoothgrad_n"]),
+        "ig": (0, n_images * (s["ig_steps"] + 1)),
+        "gradcam": (0, n_images),
+        # truncated models: the mid-level layer costs about half a full pass
+        "filters": (0, 0.5 * s["filter_count"] * (s["filter_steps"] + s["robust_steps"])),
+        "lime": (n_images * s["lime_samples"], 0),
+        "lime_classes": (2 * n_classes * s["lime_class_samples"], 0),
+        "deepdream": (0, 0.6 * n_images * 2 * s["dream_octaves"] * s["dream_steps"]),
+        "classviz": (0, n_classes * s["classviz_steps"]),
+        "occlusion": (n_images * (math.floor((128 - s["occlusion_patch"]) / s["occlusion_stride"]) + 1) ** 2, 0),
+        "trust": (min(n_images, s["trust_images"]) * methods * 2 * (s["deletion_steps"] + 1),
+                  s["sanity_images"] * 12 * (1 + 10 + 17 + 1)),
+    }
+    return cost.get(task, (0, 0))
+
+
+def predict(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int,
+            n_eval: int) -> dict[str, float]:
+    """Predicted seconds per task from the cost model and the probed rates."""
+    out = {}
+    for t in tasks:
+        fwd, bwd = passes(t, s, n_images, n_classes, n_eval)
+        out[t] = fwd / rates["forward"] + bwd / rates["backward"]
+    return out
+
+
+def plan(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
+         budget: float, overhead: float = 1.25) -> tuple[dict[str, Any], list[str]]:
+    """Scale the scalable settings by one common factor (down to their floors) until the run fits the budget."""
+    def total(cfg: dict[str, Any]) -> float:
+        return overhead * sum(predict(tasks, cfg, rates, n_images, n_classes, n_eval).values())
+
+    if total(s) <= budget:
+        return dict(s), []
+    lo, hi = 0.0, 1.0
+    for _ in range(30):  # bisection on the common factor
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if total(scaled(s, mid)) <= budget else (lo, mid)
+    new = scaled(s, lo)
+    changes = [f"{k}: {s[k]} -> {new[k]}" for k in SCALABLE if new[k] != s[k]]
+    if total(new) > budget:
+        changes.append(f"still predicted {total(new):.0f}s > budget {budget:.0f}s at every floor")
+    return new, changes
+
+
+def scaled(s: dict[str, Any], factor: float) -> dict[str, Any]:
+    """Settings with every scalable count multiplied by factor, never below its floor or above its value."""
+    out = dict(s)
+    for k, floor in SCALABLE.items():
+        out[k] = int(min(s[k], max(floor, round(s[k] * factor))))
+    return out
