@@ -1,0 +1,228 @@
+"""Deep Dream (task `deepdream`) and class-model visualization (task `classviz`).
+
+Deep Dream (Mordvintsev et al. 2015): gradient ascent on the input image to amplify what a layer responds to.
+Settings (settings.py, `--set key=value`): dream_steps=10 steps per octave, dream_octaves=3 octaves at
+dream_octave_scale=1.4 (details carried from each octave to the next), dream_lr=0.01 (per step, the gradient
+normalised to a mean absolute value of 1, so each pixel moves about 0.01), dream_objective=l2: `l2` (L2 norm
+of the layer's activation), `mean`, `filter:N` (mean of channel N) or `logit:C` (class C's logit; the layer
+is then ignored). Every step rolls the image by a seeded random shift of up to 8 pixels; pixels stay in
+[0,1]. Layers: --layer (repeatable), default a shallow one (about 1/3 down ctx.conv_layers()) and the last.
+
+Class models (Simonyan et al. 2014, section 2): for every class, an image maximising the class logit
+S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.01) from seeded noise, all classes in one batch, Adam with
+classviz_lr=0.05 for classviz_steps=40 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian blur every
+4th step (Yosinski et al. 2015), clamped to [0,1].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import draw
+from errors import UserError
+from hooks import Tap
+
+Objective = Callable[[torch.Tensor], torch.Tensor]   # images N x 3 x H x W -> per-image values N
+
+
+def parse_objective(spec: str) -> tuple[str, int | None]:
+    """'l2' | 'mean' | 'filter:N' | 'logit:C' -> (kind, index)."""
+    kind, _, idx = spec.partition(":")
+    if kind in ("l2", "mean") and not idx:
+        return kind, None
+    if kind in ("filter", "logit") and idx.isdigit():
+        return kind, int(idx)
+    raise UserError(f"dream_objective {spec!r}: use l2, mean, filter:N or logit:C")
+
+
+def layer_objective(model: nn.Module, layer: nn.Module, kind: str = "l2", channel: int | None = None) -> Objective:
+    """Per-image L2 norm / mean of a layer's activation (or mean of one channel), forward truncated at the layer."""
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        with Tap(layer, stop=True) as tap:
+            act = tap.run(model, x)
+        if kind == "filter":
+            if not 0 <= channel < act.shape[1]:
+                raise UserError(f"dream_objective filter:{channel}: the layer has {act.shape[1]} channels")
+            return act[:, channel].flatten(1).mean(1)
+        flat = act.flatten(1)
+        return flat.norm(dim=1) if kind == "l2" else flat.mean(1)
+    return objective
+
+
+def logit_objective(model: nn.Module, cls: int, input_size: int) -> Objective:
+    """Per-image logit of class `cls` (smaller octaves are resized to the model's input size first)."""
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != input_size or x.shape[-2] != input_size:
+            x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        return model(x)[:, cls]
+    return objective
+
+
+def _roll(x: torch.Tensor, shifts: list[tuple[int, int]]) -> torch.Tensor:
+    """Roll each image of a batch by its own (dy, dx)."""
+    return torch.stack([torch.roll(xi, s, dims=(1, 2)) for xi, s in zip(x, shifts)])
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (antialiased when shrinking)."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                         antialias=size[0] < x.shape[-2])
+
+
+def dream(objective: Objective, images: torch.Tensor, generators: list[torch.Generator], steps: int = 10,
+          octaves: int = 3, octave_scale: float = 1.4, lr: float = 0.01, jitter: int = 8,
+          batch_size: int = 4) -> torch.Tensor:
+    """Deep Dream: per-octave gradient ascent on `objective`, one generator per image; returns images in [0,1]."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        out.append(_dream_batch(objective, images[i:i + batch_size], generators[i:i + batch_size], steps,
+                                octaves, octave_scale, lr, jitter))
+    return torch.cat(out)
+
+
+def _dream_batch(objective: Objective, images: torch.Tensor, generators: list[torch.Generator], steps: int,
+                 octaves: int, octave_scale: float, lr: float, jitter: int) -> torch.Tensor:
+    """Deep Dream on one batch."""
+    h, w = images.shape[-2:]
+    sizes = [(max(16, round(h / octave_scale ** k)), max(16, round(w / octave_scale ** k)))
+             for k in reversed(range(octaves))]
+    detail = torch.zeros_like(_resize(images, sizes[0]))
+    x = images
+    for size in sizes:
+        base = _resize(images, size)
+        x = (base + _resize(detail, size)).clamp(0, 1)
+        for _ in range(steps):
+            shifts = [tuple(torch.randint(-jitter, jitter + 1, (2,), generator=g).tolist()) for g in generators]
+            xr = _roll(x, shifts).requires_grad_(True)
+            grad, = torch.autograd.grad(objective(xr).sum(), xr)
+            grad = _roll(grad, [(-dy, -dx) for dy, dx in shifts])
+            grad = grad / (grad.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-12)
+            x = (x + lr * grad).clamp(0, 1).detach()
+        detail = x - base
+    return x
+
+
+def evaluate(objective: Objective, images: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+    """Objective values of a batch of images (no jitter), as numpy."""
+    with torch.no_grad():
+        return torch.cat([objective(images[i:i + batch_size]).float().cpu()
+                          for i in range(0, len(images), batch_size)]).numpy()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a batch, reflect-padded."""
+    r = max(1, int(np.ceil(2 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
+                 steps: int = 40, lr: float = 0.05, l2: float = 1e-2, jitter: int = 4, blur_every: int = 4,
+                 blur_sigma: float = 0.5) -> tuple[torch.Tensor, np.ndarray]:
+    """Simonyan et al. class models, one image per class in one batch; returns (images, softmax probs C x K)."""
+    device = next(model.parameters()).device
+    init = torch.stack([0.5 + 0.1 * torch.randn(3, size, size, generator=g) for g in generators])
+    x = init.clamp(0, 1).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    rows = torch.arange(len(classes), device=device)
+    cls = torch.as_tensor(classes, device=device)
+    for step in range(steps):
+        shifts = [tuple(torch.randint(-jitter, jitter + 1, (2,), generator=g).tolist()) for g in generators]
+        logits = model(_roll(x, shifts))
+        loss = -logits[rows, cls].sum() + l2 * ((x - 0.5) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
+                x.copy_(gaussian_blur(x, blur_sigma))
+            x.clamp_(0, 1)
+    x = x.detach()
+    with torch.no_grad():
+        probs = torch.softmax(model(x).float(), 1).cpu().numpy()
+    return x.cpu(), probs
+
+
+def default_layers(conv_layers: list[str]) -> list[str]:
+    """A shallow layer (about a third of the way down) and the last 4-D layer."""
+    if not conv_layers:
+        raise UserError("the network has no layer with a 4-D output to dream on; pass --layer NAME")
+    return list(dict.fromkeys([conv_layers[len(conv_layers) // 3], conv_layers[-1]]))
+
+
+def task_deepdream(ctx) -> list[Path]:
+    """Dream the selected images on a shallow and a deep layer; figure with the objective's increase."""
+    s = ctx.settings
+    spec = s.get("dream_objective", "l2")
+    kind, index = parse_objective(spec)
+    if kind == "logit":
+        if not 0 <= index < ctx.num_classes:
+            raise UserError(f"dream_objective {spec}: the model has {ctx.num_classes} classes (0..{ctx.num_classes - 1})")
+        layers = [f"logit of {ctx.class_names[index]}"]
+        objectives = [logit_objective(ctx.model, index, ctx.input_size)]
+    else:
+        layers = ctx.args.layer or default_layers(ctx.conv_layers())
+        objectives = [layer_objective(ctx.model, ctx.layer(name), kind, index) for name in layers]
+    images = ctx.images.to(ctx.device)
+    what = {"l2": "L2 norm", "mean": "mean", "filter": f"filter {index} mean", "logit": "logit"}[kind]
+    dreamed, results = [], {}
+    for name, objective in zip(layers, objectives):
+        gens = [ctx.torch_generator("deepdream", name, idx) for idx in ctx.indices]
+        out = dream(objective, images, gens, s["dream_steps"], s["dream_octaves"], s["dream_octave_scale"],
+                    s["dream_lr"], batch_size=s["grad_batch_size"])
+        before, after = evaluate(objective, images, s["batch_size"]), evaluate(objective, out, s["batch_size"])
+        dreamed.append(out.cpu())
+        results[name] = {"before": before.tolist(), "after": after.tolist(),
+                         "increase": (after / np.where(before == 0, np.nan, before)).tolist()}
+    ctx.results["deepdream"] = {"objective": spec, "files": ctx.files, "layers": results}
+    probs, preds = ctx.probs(), ctx.preds()
+    title = (f"Deep Dream: gradient ascent on the {what} of a layer's activation\n"
+             f"{s['dream_octaves']} octaves x {s['dream_steps']} steps, scale {s['dream_octave_scale']}, "
+             f"step {s['dream_lr']}")
+    fig, axes = draw.figure(len(ctx.indices), 1 + len(layers), cell=(2.8, 3.4), title=title)
+    for i in range(len(ctx.indices)):
+        draw.show_image(axes[i, 0], ctx.images[i], draw.caption(ctx.files[i], ctx.class_names, None, preds[i],
+                                                                 probs[i, preds[i]], ctx.labels[i]))
+        for j, name in enumerate(layers):
+            r = results[name]
+            b, a = r["before"][i], r["after"][i]
+            gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
+            draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
+    fig.tight_layout()
+    return [draw.save(fig, ctx.out / "deepdream.png")]
+
+
+def task_classviz(ctx) -> list[Path]:
+    """One class-model image per class (all in one batch); gallery with the reached probability."""
+    s = ctx.settings
+    classes = list(range(ctx.num_classes))
+    gens = [ctx.torch_generator("classviz", c) for c in classes]
+    images, probs = class_models(ctx.model, classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
+                                 s["classviz_l2"])
+    reached = probs[classes, classes]
+    ctx.results["classviz"] = {name: float(p) for name, p in zip(ctx.class_names, reached)}
+    ncols = min(6, len(classes))
+    nrows = -(-len(classes) // ncols)
+    title = (f"Class models (Simonyan et al. 2014): images maximising each class logit from noise\n"
+             f"{s['classviz_steps']} Adam steps, L2 {s['classviz_l2']:g}, jitter + blur; "
+             f"title = the model's probability of that class")
+    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    for c, ax in zip(classes, axes.flat):
+        top = int(probs[c].argmax())
+        note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[c, top]:.2f})"
+        draw.show_image(ax, images[c], f"{ctx.class_names[c]}\np = {reached[c]:.3f}{note}")
+    fig.tight_layout()
+    return [draw.save(fig, ctx.out / "class_models.png")]
