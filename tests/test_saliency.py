@@ -62,7 +62,7 @@ def gt_maps(demo_ctx, gt_batch) -> dict[str, np.ndarray]:
     m = demo_ctx.model
     layer = S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers())
     return {"vanilla": S.vanilla(m, x, labels, 8),
-            "smoothgrad": S.smoothgrad(m, x, labels, n=8, sigma=0.15, batch_size=8),
+            "smoothgrad": S.smoothgrad(m, x, labels, n=6, sigma=0.15, batch_size=6),
             "integrated_gradients": S.integrated_gradients(m, x, labels, steps=8, batch_size=9)[0],
             "gradcam": S.gradcam(m, demo_ctx.layer(layer), x, labels, 8)}
 
@@ -94,17 +94,17 @@ def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
 
 
 def test_batch_equals_one_at_a_time(demo_ctx):
-    m, x, t = demo_ctx.model, demo_ctx.images[:3], demo_ctx.targets()[:3]
+    m, x, t = demo_ctx.model, demo_ctx.images[:2], demo_ctx.targets()[:2]
     layer = demo_ctx.layer(S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers()))
     methods = {
         "vanilla": lambda xs, ts, ids, bs: S.vanilla(m, xs, ts, bs),
-        "smoothgrad": lambda xs, ts, ids, bs: S.smoothgrad(m, xs, ts, n=5, seed=3, batch_size=bs, indices=ids),
-        "ig": lambda xs, ts, ids, bs: S.integrated_gradients(m, xs, ts, steps=6, batch_size=bs)[0],
+        "smoothgrad": lambda xs, ts, ids, bs: S.smoothgrad(m, xs, ts, n=3, seed=3, batch_size=bs, indices=ids),
+        "ig": lambda xs, ts, ids, bs: S.integrated_gradients(m, xs, ts, steps=4, batch_size=bs)[0],
         "gradcam": lambda xs, ts, ids, bs: S.gradcam(m, layer, xs, ts, bs),
     }
     for name, f in methods.items():
-        batch = f(x, t, [10, 11, 12], 3)
-        for i in range(3):
+        batch = f(x, t, [10, 11], 2)
+        for i in range(2):
             one = f(x[i:i + 1], t[i:i + 1], [10 + i], 1)[0]
             assert np.abs(batch[i] - one).max() <= 1e-4 * np.abs(one).max(), name
 
@@ -139,7 +139,7 @@ def test_works_on_other_architectures(arch, width):
     t = np.array([1, 7])
     name = S.default_gradcam_layer(net, probe_4d_modules(net, 64))
     layer = dict(net.named_modules())[name]
-    maps = [S.vanilla(model, x, t), S.smoothgrad(model, x, t, n=2), S.integrated_gradients(model, x, t, steps=4)[0],
+    maps = [S.vanilla(model, x, t), S.smoothgrad(model, x, t, n=2), S.integrated_gradients(model, x, t, steps=2)[0],
             S.gradcam(model, layer, x, t)]
     for m in maps:
         assert m.shape == (2, 64, 64) and m.dtype == np.float32 and np.isfinite(m).all()
