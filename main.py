@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30, help="train: epochs")
     p.add_argument("--batch-size", type=int, default=64, help="train: batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="train: Adam learning rate")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="train: Gaussian pixel-noise augmentation, std drawn up to this value per image (the demo "
+                        "uses 0.2 so SmoothGrad's noisy copies stay on the data the model knows)")
     p.add_argument("--limit", type=int, help="train: use only the first N images per class (quick runs)")
     p.add_argument("--save", help="train: checkpoint path (default: <out>/checkpoint.pt)")
     return p.parse_args(argv)

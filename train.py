@@ -27,9 +27,12 @@ def load_split(images: dataset.ImageSet, size: int, cv2_mode: bool, workers: int
     return torch.cat(parts)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, max_deg: float = 15.0) -> torch.Tensor:
-    """Random horizontal flip and rotation (±max_deg) of a float batch, drawn from gen."""
+def augment(x: torch.Tensor, gen: torch.Generator, max_deg: float = 15.0, noise: float = 0.0) -> torch.Tensor:
+    """Random horizontal flip, rotation (±max_deg) and Gaussian pixel noise (std up to `noise`), drawn from gen."""
     n = len(x)
+    if noise > 0:
+        std = torch.rand(n, 1, 1, 1, generator=gen) * noise
+        x = (x + torch.randn(x.shape, generator=gen) * std).clamp(0, 1)
     flip = torch.rand(n, generator=gen) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_deg)
@@ -97,7 +100,7 @@ def task_train(args: argparse.Namespace) -> Path:
         loss_sum, correct = 0.0, 0
         for i in range(0, len(order), args.batch_size):
             idx = order[i:i + args.batch_size]
-            xb = augment(x_tr[idx].float() / 255.0, gen).to(device)
+            xb = augment(x_tr[idx].float() / 255.0, gen, noise=args.noise).to(device)
             yb = y_tr[idx].to(device)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -115,6 +118,7 @@ def task_train(args: argparse.Namespace) -> Path:
         print(msg, flush=True)
     meta = {"arch": arch, "arch_options": {"width": width}, "input_size": size, "class_names": names,
             "bgr": bgr, "mean": mean, "std": std, "val_acc": best, "epochs": args.epochs, "seed": args.seed,
+            "noise": args.noise,
             "trained_on": "demo" if args.data is None else str(data)}
     meta = {k: v for k, v in meta.items() if v is not None}
     save = Path(args.save) if args.save else Path(args.out) / "checkpoint.pt"
