@@ -13,6 +13,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "smoothgrad": ("saliency", "task_smoothgrad"),
     "ig": ("saliency", "task_ig"),
     "gradcam": ("saliency", "task_gradcam"),
+    "filters": ("filter_vis", "task_filters"),
     "lime": ("lime_explain", "task_lime"),
     "lime_classes": ("lime_explain", "task_lime_classes"),
     "deepdream": ("deep_dream", "task_deepdream"),

@@ -1,0 +1,326 @@
+"""Filter visualization: images optimised from noise to excite one filter (plain and robust), and activation maps.
+
+`plain` is the course recipe: raw pixels from uniform noise, Adam, pixels clamped to [0,1].
+`robust` follows Lucid (Olah et al., "Feature Visualization", Distill 2017): the image lives in a
+decorrelated-colour Fourier basis with a 1/f spectrum scale, goes through a sigmoid to [0,1], and is padded,
+jittered, scaled and rotated a little at every step. No upsampling to 224 and no ImageNet normalisation:
+the model wrapper already does the user's normalisation, and our models take 128-px images.
+Filters are optimised in fixed-size chunks (one forward/backward per step for the chunk); every random draw
+comes from the filter's own generator, so a filter's result does not depend on its chunk.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import draw
+from errors import UserError
+from hooks import Tap
+
+# Course default for the TA's HW5 model (cnn.15 = the ReLU after the 2nd conv of the 2nd stack).
+HW5TA_DEFAULT_LAYER = "cnn.15"
+HW3_DEFAULT_ALIAS = "block3"
+
+# Lucid's colour-correlation square root (ImageNet statistics); columns normalised by the largest norm.
+_COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+COLOR_DECORRELATE = _COLOR_SQRT / _COLOR_SQRT.norm(dim=0).max()
+
+# Robust-mode transforms, scaled down from Lucid's 224-px values (pad 12, jitter 8, scale 0.9-1.1, +-10 deg).
+ROBUST_PAD = 6          # pixels of constant 0.5 around the image
+ROBUST_JITTER = 4.0     # max shift in pixels
+ROBUST_SCALE = 0.05     # scale drawn in [1 - s, 1 + s]
+ROBUST_ANGLE = 5.0      # rotation drawn in [-a, a] degrees
+ROBUST_INIT_SD = 0.01   # std of the initial Fourier coefficients
+ROBUST_DECAY = 1.0      # spectrum scale 1/f**decay (Lucid: 1)
+# A filter that is zero everywhere on the start image has no gradient through its ReLU. For the first
+# LEAK_STEPS steps a tapped nn.ReLU passes LEAK_SLOPE x the gradient of its input too (forward values unchanged),
+# in the spirit of Lucid's redirected ReLU gradient; after that the objective's plain gradient alone drives.
+LEAK_STEPS = 16
+LEAK_SLOPE = 0.1
+
+
+def block_aliases(net: nn.Module) -> dict[str, str]:
+    """`blockK` -> the last ReLU before the K-th max-pool of a `cnn` Sequential (hw3, hw5ta); else empty."""
+    seq = getattr(net, "cnn", None)
+    if not isinstance(seq, nn.Sequential):
+        return {}
+    aliases: dict[str, str] = {}
+    last_relu = None
+    for i, mod in enumerate(seq):
+        if isinstance(mod, nn.ReLU):
+            last_relu = f"cnn.{i}"
+        elif isinstance(mod, nn.MaxPool2d) and last_relu:
+            aliases[f"block{len(aliases) + 1}"] = last_relu
+    return aliases
+
+
+def default_layer(arch: str, net: nn.Module, conv_layers: Sequence[str]) -> str:
+    """A mid-level layer: block3's ReLU for hw3, cnn.15 for hw5ta, else the middle module with a 4-D output."""
+    aliases = block_aliases(net)
+    if arch == "hw3" and HW3_DEFAULT_ALIAS in aliases:
+        return aliases[HW3_DEFAULT_ALIAS]
+    if arch == "hw5ta" and HW5TA_DEFAULT_LAYER in dict(net.named_modules()):
+        return HW5TA_DEFAULT_LAYER
+    if not conv_layers:
+        raise UserError("the network has no module with a 4-D output: nothing to visualise as filters")
+    return conv_layers[len(conv_layers) // 2]
+
+
+def resolve_layer(net: nn.Module, name: str) -> str:
+    """A module name or `blockK` alias -> module name; unknown names raise a UserError listing valid ones."""
+    from model import find_module
+
+    aliases = block_aliases(net)
+    if name in aliases:
+        return aliases[name]
+    try:
+        find_module(net, name)
+    except UserError as exc:
+        if aliases:
+            raise UserError(f"{exc}; aliases: {', '.join(f'{a}={n}' for a, n in aliases.items())}") from None
+        raise
+    return name
+
+
+def parse_filters(spec: str | None, channels: int, count: int) -> list[int]:
+    """'0-15', '0,3,7' or a mix -> filter ids (default: the first `count`); out-of-range ids raise a UserError."""
+    if not spec:
+        return list(range(min(count, channels)))
+    ids: list[int] = []
+    try:
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            ids += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise UserError(f"--filters {spec!r}: use ids and ranges like 0-15 or 0,3,7") from None
+    bad = [i for i in ids if not 0 <= i < channels]
+    if not ids or bad:
+        raise UserError(f"--filters {spec!r}: the layer has {channels} filters (0..{channels - 1})")
+    return list(dict.fromkeys(ids))
+
+
+def filter_means(model: nn.Module, module: nn.Module, x: torch.Tensor, filters: Sequence[int]) -> torch.Tensor:
+    """Mean activation of filters[i] on image x[i] (the model truncated after `module`)."""
+    with Tap(module, stop=True) as tap:
+        act = tap.run(model, x)
+    return act[torch.arange(len(filters)), torch.as_tensor(list(filters))].mean(dim=(1, 2))
+
+
+def activation_maps(model: nn.Module, module: nn.Module, images: torch.Tensor, filters: Sequence[int],
+                    device: torch.device, batch_size: int) -> np.ndarray:
+    """Activations of the filters on real images: N x F x h x w float32."""
+    out = []
+    with torch.no_grad(), Tap(module, stop=True) as tap:
+        for i in range(0, len(images), batch_size):
+            act = tap.run(model, images[i:i + batch_size].to(device))
+            out.append(act[:, list(filters)].float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _fourier_scale(size: int) -> torch.Tensor:
+    """1/f amplitude scale of the rfft2 coefficients of a size x size image (flat spectrum after scaling)."""
+    fy = torch.fft.fftfreq(size)[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp(min=1.0 / size) ** ROBUST_DECAY
+
+
+def fourier_image(spec: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Fourier coefficients (N x 3 x S x S//2+1 x 2) -> decorrelated colours -> sigmoid: N x 3 x S x S in [0,1]."""
+    size = spec.shape[2]
+    img = torch.fft.irfft2(torch.view_as_complex(spec) * scale, s=(size, size), norm="ortho") / 4.0
+    img = torch.einsum("ij,njhw->nihw", COLOR_DECORRELATE.to(img), img)
+    return torch.sigmoid(img)
+
+
+def random_transform(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """Pad with grey, then shift/scale/rotate each image by its own draws (N x 4 uniforms in [0,1])."""
+    n, _, size, _ = x.shape
+    padded = F.pad(x, [ROBUST_PAD] * 4, value=0.5)
+    full = size + 2 * ROBUST_PAD
+    u = draws.to(x) * 2 - 1
+    shift = u[:, :2] * ROBUST_JITTER * 2 / full
+    scale = 1 + u[:, 2] * ROBUST_SCALE
+    angle = u[:, 3] * math.radians(ROBUST_ANGLE)
+    k = (size / full) / scale
+    cos, sin = torch.cos(angle) * k, torch.sin(angle) * k
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class LeakyReLUGrad:
+    """While active, an nn.ReLU module's output also carries `slope` x its input's gradient (values unchanged)."""
+
+    def __init__(self, module: nn.Module, slope: float):
+        self.module, self.slope, self._handle = module, slope, None
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        z = inputs[0]
+        return output + self.slope * (z - z.detach())
+
+    def __enter__(self) -> "LeakyReLUGrad":
+        if self.slope and isinstance(self.module, nn.ReLU) and not self.module.inplace:
+            self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], generators: Sequence[torch.Generator],
+                   mode: str, steps: int, lr: float, size: int, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise one image per filter together (one forward/backward per step); returns images and activations."""
+    if mode == "plain":
+        param = torch.stack([torch.rand(3, size, size, generator=g) for g in generators])
+    elif mode == "robust":
+        param = torch.stack([torch.randn(3, size, size // 2 + 1, 2, generator=g) * ROBUST_INIT_SD
+                             for g in generators])
+        scale = _fourier_scale(size).to(device)[None, None]
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    param = param.to(device).requires_grad_()
+    opt = torch.optim.Adam([param], lr=lr)
+    for step in range(steps):
+        if mode == "plain":
+            x = param
+        else:
+            draws = torch.stack([torch.rand(4, generator=g) for g in generators])
+            x = random_transform(fourier_image(param, scale), draws)
+        opt.zero_grad(set_to_none=True)
+        # Each image's loss involves only its own filter, so its gradient is independent of the chunk.
+        with LeakyReLUGrad(module, LEAK_SLOPE if step < LEAK_STEPS else 0.0):
+            (-filter_means(model, module, x, filters).sum()).backward(inputs=[param])
+        opt.step()
+        if mode == "plain":
+            with torch.no_grad():
+                param.clamp_(0.0, 1.0)
+    with torch.no_grad():
+        final = param.detach() if mode == "plain" else fourier_image(param.detach(), scale)
+        return final.cpu(), filter_means(model, module, final, filters).float().cpu()
+
+
+def visualize_filters(model: nn.Module, module: nn.Module, filters: Sequence[int],
+                      generators: Sequence[torch.Generator], mode: str = "plain", steps: int = 100, lr: float = 0.1,
+                      chunk: int = 1, size: int = 128, device: torch.device | str = "cpu"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached."""
+    device = torch.device(device)
+    images, acts = [], []
+    for i in range(0, len(filters), max(1, chunk)):
+        j = i + max(1, chunk)
+        x, a = optimize_chunk(model, module, filters[i:j], generators[i:j], mode, steps, lr, size, device)
+        images.append(x)
+        acts.append(a)
+    return torch.cat(images).numpy(), torch.cat(acts).numpy()
+
+
+def noise_activations(model: nn.Module, module: nn.Module, filters: Sequence[int],
+                      generators: Sequence[torch.Generator], size: int, device: torch.device) -> np.ndarray:
+    """Each filter's mean activation on a uniform-noise image (the baseline the optimisation starts from)."""
+    x = torch.stack([torch.rand(3, size, size, generator=g) for g in generators]).to(device)
+    with torch.no_grad():
+        return filter_means(model, module, x, filters).float().cpu().numpy()
+
+
+def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int], layer_label: str, title: str,
+                     path: Path) -> Path:
+    """A grid of optimised images, each titled with layer, filter id and the activation reached."""
+    n = len(filters)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig, axes = draw.figure(rows, cols, cell=(1.9, 2.05), title=title)
+    for k, ax in enumerate(axes.flat):
+        if k < n:
+            draw.show_image(ax, images[k], f"{layer_label} #{filters[k]}\nactivation {acts[k]:.3g}")
+        else:
+            ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))  # room for the two-line suptitle
+    return draw.save(fig, path)
+
+
+def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Sequence[str], filter_images: np.ndarray,
+                           filters: Sequence[int], layer_label: str, title: str, path: Path) -> Path:
+    """Images on top, each filter's activation maps below (one shared colour range per filter, colour bar)."""
+    n, nf = len(images), len(filters)
+    fig, axes = draw.figure(nf + 1, n + 1, cell=(2.1, 1.95), title=title, extra_width=0.9)
+    axes[0, 0].axis("off")
+    axes[0, 0].text(0.5, 0.5, "left column:\nthe filter's\noptimised image\n(robust)", ha="center", va="center",
+                    transform=axes[0, 0].transAxes)
+    for i in range(n):
+        draw.show_image(axes[0, i + 1], images[i], captions[i])
+    for r in range(nf):
+        row = axes[r + 1]
+        draw.show_image(row[0], filter_images[r])
+        row[0].set_ylabel(f"{layer_label} #{filters[r]}")
+        vrange = (0.0, float(maps[:, r].max()) or 1.0) if maps[:, r].min() >= 0 else \
+            draw.display_range(maps[:, r], signed=True, pct=100)
+        for i in range(n):
+            draw.show_map(row[i + 1], maps[i, r], vrange=vrange, signed=maps[:, r].min() < 0,
+                          title=f"mean {maps[i, r].mean():.3g}")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))  # room for the two-line suptitle
+    for r in range(nf):  # after the layout, so each bar takes its room from its own row
+        draw.colorbar(fig, axes[r + 1, n].images[0], list(axes[r + 1, 1:]), "activation")
+    return draw.save(fig, path)
+
+
+def task_filters(ctx) -> list[Path]:
+    """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
+    s = ctx.settings
+    names = ctx.args.layer or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
+    layers = list(dict.fromkeys(resolve_layer(ctx.net, n) for n in names))
+    chunk, size = int(s["filter_chunk"]), ctx.input_size
+    captions = [draw.caption(f, ctx.class_names, None, int(p), float(pr[p]), int(t))
+                for f, p, pr, t in zip(ctx.files, ctx.preds(), ctx.probs(), ctx.labels)]
+    aliases = {v: k for k, v in block_aliases(ctx.net).items()}
+    files: list[Path] = []
+    record = {"chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
+              "robust": {"steps": s["robust_steps"], "lr": s["robust_lr"], "pad": ROBUST_PAD, "jitter": ROBUST_JITTER,
+                         "scale": ROBUST_SCALE, "rotate_deg": ROBUST_ANGLE}, "layers": {}}
+    for k, layer in enumerate(layers):
+        module = ctx.layer(layer)
+        with torch.no_grad(), Tap(module, stop=True) as tap:
+            channels = tap.run(ctx.model, ctx.images[:1].to(ctx.device)).shape[1]
+        filters = parse_filters(ctx.args.filters, channels, int(s["filter_count"]))
+        label = layer + (f" ({aliases[layer]})" if layer in aliases else "")
+
+        def gens() -> list[torch.Generator]:
+            return [ctx.torch_generator("filters", layer, f) for f in filters]
+        plain, plain_act = visualize_filters(ctx.model, module, filters, gens(), "plain", s["filter_steps"],
+                                             s["filter_lr"], chunk, size, ctx.device)
+        robust, robust_act = visualize_filters(ctx.model, module, filters, gens(), "robust", s["robust_steps"],
+                                               s["robust_lr"], chunk, size, ctx.device)
+        noise_act = noise_activations(ctx.model, module, filters, gens(), size, ctx.device)
+        maps = activation_maps(ctx.model, module, ctx.images, filters, ctx.device, s["batch_size"])
+        suffix = "" if k == 0 else f"_{layer}"
+        files.append(draw_filter_grid(
+            plain, plain_act, filters, layer,
+            f"Filter visualization of {label}, plain (course recipe):\nraw pixels from uniform noise, "
+            f"Adam lr {s['filter_lr']:g}, {s['filter_steps']} steps, clamped to [0,1])",
+            ctx.out / f"filter_visualization{suffix}.png"))
+        files.append(draw_filter_grid(
+            robust, robust_act, filters, layer,
+            f"Filter visualization of {label}, robust (Lucid-style):\ndecorrelated-colour Fourier image, "
+            f"random pad/jitter/scale/rotate, Adam lr {s['robust_lr']:g}, {s['robust_steps']} steps",
+            ctx.out / f"filter_visualization_robust{suffix}.png"))
+        files.append(draw_activation_figure(
+            ctx.images, maps, captions, robust, filters, layer,
+            f"Activations of {label} filters on the selected images\n(each map titled with its mean; "
+            f"one colour range per filter)",
+            ctx.out / f"filter_activations{suffix}.png"))
+        record["layers"][layer] = {
+            "alias": aliases.get(layer), "filters": filters, "plain_activation": plain_act.tolist(),
+            "robust_activation": robust_act.tolist(), "noise_activation": noise_act.tolist(),
+            "image_mean_activation": maps.mean(axis=(2, 3)).mean(0).tolist()}
+    ctx.results["filters"] = record
+    return files
