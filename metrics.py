@@ -59,18 +59,21 @@ def pixel_ranks(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarray, targets: np.ndarray,
-                        mode: str, steps: int = 64, batch_size: int = 8, blur: float = 1 / 16
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        mode: str, steps: int = 64, batch_size: int = 8, blur: float = 1 / 16,
+                        channels_last: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Deletion or insertion curves: (x = fraction of pixels changed (steps+1), probs N x (steps+1)).
 
     `ranks` is N x (H*W) from pixel_ranks; insertion starts from a Gaussian blur with sigma = `blur` x the image
-    side. Every perturbed copy of every image goes through the model in batches of `batch_size` under inference mode.
+    side. Every perturbed copy of every image goes through the model in batches of `batch_size` under inference mode,
+    by default through a channels-last copy of the model (about 2.5x faster on our CPU; the model is not changed).
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be deletion or insertion, got {mode!r}")
     n, c, h, w = images.shape
     counts = (np.arange(steps + 1) * (h * w)) // steps          # pixels changed after each step: 0 .. H*W
     device = next(model.parameters()).device
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = copy.deepcopy(model).to(memory_format=fmt) if channels_last else model
     ranks_t = torch.as_tensor(np.asarray(ranks), dtype=torch.int64)
     counts_t = torch.as_tensor(counts, dtype=torch.int64)
     start = saliency.blurred(images, blur) if mode == "insertion" else torch.zeros_like(images)
@@ -83,7 +86,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
             changed = (ranks_t[img_idx] < counts_t[step_idx, None]).view(-1, 1, h, w)
             x = torch.where(changed, start[img_idx], images[img_idx]) if mode == "deletion" else \
                 torch.where(changed, images[img_idx], start[img_idx])
-            p = torch.softmax(model(x.to(device)).float(), 1)
+            p = torch.softmax(net(x.to(device).contiguous(memory_format=fmt)).float(), 1)
             probs[b:b + batch_size] = p[torch.arange(len(img_idx)), torch.as_tensor(targets)[img_idx]].cpu().numpy()
     return counts / (h * w), probs.reshape(n, steps + 1)
 
@@ -241,7 +244,7 @@ def _extra_maps(ctx, method: str, images: torch.Tensor, targets: np.ndarray, fil
         return saliency.vanilla(ctx.model, images, targets, bs)
     if method == "smoothgrad":
         return saliency.smoothgrad(ctx.model, images, targets, s["smoothgrad_n"], s["smoothgrad_sigma"], ctx.seed,
-                                   bs, indices=[10 ** 6 + i for i in indices])
+                                   bs, indices=[10 ** 6 + i for i in indices])   # validation ids, apart from training's
     if method == "integrated_gradients":
         return saliency.integrated_gradients(ctx.model, images, targets, s["ig_steps"], s["ig_baseline"], bs)[0]
     if method == "gradcam":
@@ -493,7 +496,7 @@ def draw_sanity(ctx, san: dict[str, Any], path: Path, max_steps: int = 9) -> Pat
             curve.fill_between(x, v.min(1), v.max(1), color=f"C{METHODS.index(m)}", alpha=0.15)
     curve.axhline(SANITY_FAIL, color="crimson", ls="--", lw=1, label=f"fails at or above {SANITY_FAIL}")
     curve.set_xticks(x)
-    curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], rotation=35, ha="right", fontsize=7)
+    curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], fontsize=6)
     curve.set_yticks(np.linspace(-1, 1, 9))
     curve.set_ylim(-1.05, 1.05)
     curve.grid(alpha=0.3)
