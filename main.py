@@ -12,11 +12,20 @@ import tasks
 from errors import Skipped, UserError
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults only where they say something (not None/False, not already in the help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(
         description="Explain what an image CNN has learned (saliency, filters, LIME, Deep Dream, trust metrics).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Help)
     p.add_argument("--task", action="append", metavar="NAME",
                    help=f"task(s) to run, repeatable or comma list; default: all but train. One of: {', '.join(tasks.names())}")
     p.add_argument("--data", help="Food-11 folder (training/validation/testing), a folder of images or one image; "
