@@ -27,8 +27,9 @@ COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11
 # confident model (weights ~1e-5), so the threshold is 5% of the image's largest |weight| instead.
 COURSE_MIN_WEIGHT = 0.05
 TOP_K = 5                # superpixels shown in the detail figure's "top positive / negative" panels
-# Measured by bench/lime_speed.py on our 2-core CPU: NHWC input into a channels_last copy of the model is
-# faster than NCHW for the HW3 models (the NHWC numpy batch from lime becomes channels_last for free).
+# bench/lime_speed.py on our CPU (AVX-512): a channels_last copy of the model runs the HW3 models 1.5-2x faster
+# than NCHW at every batch size, and lime's NHWC batches are channels_last for free. CUDA: not measured yet
+# (cuDNN prefers channels_last for bf16/tensor cores).
 CHANNELS_LAST = {"cpu": True, "cuda": True}
 
 
@@ -69,10 +70,12 @@ class SeededExplainer(LimeImageExplainer):
     """lime's explainer with vectorised perturbations and our progress bar instead of lime's.
 
     data_labels draws exactly the random numbers lime's own does, so explanations equal stock lime's.
+    feature_selection="none": every superpixel is kept anyway (lime's "auto" picks "highest_weights" with
+    num_features=100000, i.e. all of them) and this skips that extra ridge fit per class.
     """
 
     def __init__(self, random_state: int, progress: Any = None):
-        super().__init__(random_state=random_state)
+        super().__init__(random_state=random_state, feature_selection="none")
         self.progress = progress
 
     def data_labels(self, image: np.ndarray, fudged_image: np.ndarray, segments: np.ndarray,
@@ -104,7 +107,7 @@ def explain_images(classifier_fn: Callable[[np.ndarray], np.ndarray], images: to
     """One lime explanation per image (N x 3 x H x W in [0,1]) with every class explained; seeds[i] drives image i."""
     out = []
     for img, seed in zip(images, seeds):
-        hwc = img.permute(1, 2, 0).numpy().astype(np.float32)
+        hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy(), dtype=np.float32)
         explainer = SeededExplainer(random_state=int(seed), progress=progress)
         out.append(explainer.explain_instance(hwc, classifier_fn, top_labels=num_classes, hide_color=None,
                                               num_samples=num_samples, batch_size=batch_size,

@@ -53,13 +53,14 @@ def test_same_alone_or_after_others(demo_ctx):
 
 
 def test_matches_stock_lime(demo_ctx):
-    """Our vectorised perturbations draw what lime's own data_labels draws: same explanation."""
-    img = demo_ctx.images[0].permute(1, 2, 0).numpy().astype(np.float32)
-    kw = dict(top_labels=demo_ctx.num_classes, num_samples=30, batch_size=4, segmentation_fn=_seg(demo_ctx))
+    """Our vectorised perturbations and skipped feature selection give stock lime's explanation (to rounding)."""
+    img = np.ascontiguousarray(demo_ctx.images[0].permute(1, 2, 0).numpy())
+    kw = dict(top_labels=demo_ctx.num_classes, num_samples=40, batch_size=4, segmentation_fn=_seg(demo_ctx))
     ours = L.SeededExplainer(random_state=7).explain_instance(img, _fn(demo_ctx), **kw)
     stock = LimeImageExplainer(random_state=7).explain_instance(img, _fn(demo_ctx), **kw)
     for c in range(demo_ctx.num_classes):
-        assert ours.local_exp[c] == stock.local_exp[c]
+        w_ours, w_stock = L.superpixel_weights(ours, c), L.superpixel_weights(stock, c)
+        np.testing.assert_allclose(w_ours, w_stock, rtol=0, atol=1e-9 * np.abs(w_stock).max())
 
 
 def test_top_superpixels_lie_on_the_object(demo_ctx, gt_batch):
