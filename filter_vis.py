@@ -237,9 +237,9 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
                      path: Path) -> Path:
     """A grid of optimised images, each titled with layer, filter id and the activation reached."""
     n = len(filters)
-    cols = math.ceil(math.sqrt(n))
+    cols = min(n, max(4, math.ceil(math.sqrt(n))))   # at least 4 wide, so the suptitle fits
     rows = math.ceil(n / cols)
-    fig, axes = draw.figure(rows, cols, cell=(1.9, 2.05), title=title)
+    fig, axes = draw.figure(rows, cols, cell=(2.0, 2.7), title=title)
     for k, ax in enumerate(axes.flat):
         if k < n:
             draw.show_image(ax, images[k], f"{layer_label} #{filters[k]}\nactivation {acts[k]:.3g}")
@@ -306,7 +306,7 @@ def task_filters(ctx) -> list[Path]:
         files.append(draw_filter_grid(
             plain, plain_act, filters, layer,
             f"Filter visualization of {label}, plain (course recipe):\nraw pixels from uniform noise, "
-            f"Adam lr {s['filter_lr']:g}, {s['filter_steps']} steps, clamped to [0,1])",
+            f"Adam lr {s['filter_lr']:g}, {s['filter_steps']} steps, clamped to [0,1]",
             ctx.out / f"filter_visualization{suffix}.png"))
         files.append(draw_filter_grid(
             robust, robust_act, filters, layer,
