@@ -10,8 +10,8 @@ from pathlib import Path
 if __package__ in (None, ""):   # `python report/build.py DIR` as well as `python -m report.build DIR`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report.html import write_html  # noqa: E402
-from report.pdf import write_pdf  # noqa: E402
+from report.render_html import write_html  # noqa: E402
+from report.render_pdf import write_pdf  # noqa: E402
 from report.sections import build_report, read_json  # noqa: E402
 
 DATA_FILES = ["report.pdf", "confusion_matrix.csv", "predictions.csv", "trust.json", "trust.csv", "run.json"]

@@ -1,7 +1,7 @@
 """The report's content: sections of sentences, tables and captioned figures, filled from one output folder.
 
 Every number in a sentence comes from this run's files or run record; a missing file or task is left out with a
-one-line note. Pure functions: (output folder, run record) -> Report; drawing lives in pdf.py and html.py.
+one-line note. Pure functions: (output folder, run record) -> Report; drawing lives in render_pdf.py and render_html.py.
 """
 from __future__ import annotations
 
@@ -88,6 +88,9 @@ METRIC_NAMES = {
     "mass_in_mask": "mass in mask", "mass_in_mask_ratio": "mass / mask share", "sanity_spearman": "sanity Spearman",
 }
 RANDOM_KEYS = ("random", "random_map", "random_baseline")
+# task results that have their own sentences (others are listed in the appendix as they are)
+KNOWN_RESULTS = {"confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
+                 "trust", "budget", "time_budget", "plan"}
 
 
 # ---------------------------------------------------------------- reading the folder
@@ -153,7 +156,9 @@ def trust_table(obj: Any) -> dict[str, dict[str, tuple[float, float | None, int 
             stats = {m: s for m, s in ((m, _stat(v)) for m, v in metrics.items() if m in METRIC_NAMES) if s}
             if stats:
                 table[method] = stats
-    return table
+    order = list(METHOD_NAMES)     # known methods in their usual order, the random baseline last
+    return dict(sorted(table.items(), key=lambda kv: (kv[0] in RANDOM_KEYS, order.index(kv[0]) if kv[0] in order
+                                                      else len(order), kv[0])))
 
 
 # ---------------------------------------------------------------- small text helpers
@@ -261,11 +266,14 @@ class Run:
                         for f, t, p in zip(arr["files"], arr["targets"], arr["preds"])]
         return []
 
-    def images_phrase(self) -> str:
-        """'the 4 selected images (a.jpg: true Bread, predicted Bread; ...)'."""
+    def images_phrase(self, short: bool = False) -> str:
+        """'the 4 selected images (a.jpg: true Bread, predicted Bread; ...)', or with file names only."""
         imgs = self.images()
         if not imgs:
             return "the selected images"
+        if short:
+            names = ", ".join(Path(im["file"]).name for im in imgs)
+            return f"the {len(imgs)} selected image{'s' * (len(imgs) != 1)} ({names})"
         names = self.class_names
         parts = []
         for im in imgs:
@@ -314,10 +322,10 @@ CaptionFn = Callable[[Run, "str | None"], str]
 FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
     "saliency.png": ("saliency", "Vanilla gradient saliency", lambda r, _: (
         "Vanilla gradient (Simonyan et al. 2014): max over colour channels of |d logit_target / d x|, raw units "
-        f"with a colour bar, for {r.images_phrase()}. Columns: image, map, overlay.")),
+        f"with a colour bar, for {r.images_phrase(short=True)}. Columns: image, map, overlay.")),
     "saliency_course.png": ("saliency", "Vanilla gradient saliency, course variant", lambda r, _: (
         "The course-reference variant: |d cross-entropy / d x| min-max normalised per image over all three "
-        f"channels and shown as an RGB image, for {r.images_phrase()}.")),
+        f"channels and shown as an RGB image, for {r.images_phrase(short=True)}.")),
     "filter_visualization.png": ("filters", "Filter visualization (plain)", lambda r, layer: (
         "Activation maximization from uniform noise, course recipe (raw pixels, Adam, "
         f"{_params(r, ('filter_steps', 'steps'), ('filter_lr', 'lr')) or 'default settings'}, clamped to [0,1]), "
@@ -330,14 +338,14 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"{_layer_text(r, 'filters', layer, 'default layer')}.")),
     "filter_activations.png": ("filters", "Filter activations", lambda r, layer: (
         f"Activation maps of the visualised filters ({_layer_text(r, 'filters', layer, 'default layer')}) on "
-        f"{r.images_phrase()}; the filter's mean activation above each map.")),
+        f"{r.images_phrase(short=True)}; the filter's mean activation above each map.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (
         "Row-normalised confusion matrix of the whole evaluation split with counts in every cell; "
         "row labels carry each class's accuracy.")),
     "lime.png": ("lime", "LIME (course style)", lambda r, _: (
         f"LIME (Ribeiro et al. 2016) on SLIC superpixels ({_params(r, ('lime_segments', 'n_segments'), ('lime_compactness', 'compactness'), ('lime_sigma', 'sigma'))}), "
         f"{_params(r, ('lime_samples', 'samples'))}, seeded per image; green = superpixels for the explained "
-        f"class, red = against; {r.images_phrase()}.")),
+        f"class, red = against; {r.images_phrase(short=True)}.")),
     "lime_details.png": ("lime", "LIME details", lambda r, _: (
         "Superpixel boundaries, top positive and negative superpixels for the true and the predicted class, and "
         "the superpixel weight heatmap with a colour bar; same settings and images as the LIME figure.")),
@@ -347,26 +355,26 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         "confused class.")),
     "gradcam.png": ("gradcam", "Grad-CAM", lambda r, layer: (
         f"Grad-CAM (Selvaraju et al. 2017) at {_layer_text(r, 'gradcam', layer, 'the last layer with a 4-D output')}: "
-        f"ReLU of the gradient-weighted channel sum, upsampled bilinearly, for {r.images_phrase()}.")),
+        f"ReLU of the gradient-weighted channel sum, upsampled bilinearly, for {r.images_phrase(short=True)}.")),
     "smoothgrad.png": ("smoothgrad", "SmoothGrad", lambda r, _: (
         f"SmoothGrad (Smilkov et al. 2017): mean |gradient| over "
         f"{_params(r, ('smoothgrad_n', 'n ='), ('smoothgrad_sigma', 'noisy copies, noise std')) or 'noisy copies'} "
-        f"x the input range, for {r.images_phrase()}.")),
+        f"x the input range, for {r.images_phrase(short=True)}.")),
     "integrated_gradients.png": ("ig", "Integrated Gradients", lambda r, _: (
         f"Integrated Gradients (Sundararajan et al. 2017): {_params(r, ('ig_steps', 'steps'), ('ig_baseline', 'baseline'))}, "
         "trapezoid rule, (x - x') times the mean gradient summed over channels (red = for the class, blue = "
-        f"against); each row gives its completeness gap; {r.images_phrase()}.")),
+        f"against); each row gives its completeness gap; {r.images_phrase(short=True)}.")),
     "attribution_comparison.png": ("compare", "All attribution methods side by side", lambda r, _: (
-        f"Rows: {r.images_phrase()}; columns: the image and an overlay of every attribution map this run saved "
+        f"Rows: {r.images_phrase(short=True)}; columns: the image and an overlay of every attribution map this run saved "
         "in arrays/, each normalised to its robust maximum.")),
     "occlusion.png": ("occlusion", "Occlusion sensitivity", lambda r, _: (
         f"Occlusion (Zeiler & Fergus 2014): drop of the target-class probability under a grey patch "
-        f"({_params(r, ('occlusion_patch', 'patch'), ('occlusion_stride', 'stride'))} px), for {r.images_phrase()}.")),
+        f"({_params(r, ('occlusion_patch', 'patch'), ('occlusion_stride', 'stride'))} px), for {r.images_phrase(short=True)}.")),
     "deepdream.png": ("deepdream", "Deep Dream", lambda r, layer: (
         f"Deep Dream (Mordvintsev et al. 2015): gradient ascent on the {r.setting('dream_objective', 'l2')} "
         f"objective of {_layer_text(r, 'deepdream', layer, 'a shallow and a deep layer')}'s activations with "
         f"{_params(r, ('dream_octaves', 'octaves'), ('dream_octave_scale', 'octave scale'), ('dream_steps', 'steps per octave'), ('dream_lr', 'step size'))}; "
-        f"original vs dreamed for {r.images_phrase()}, each titled with the objective before and after.")),
+        f"original vs dreamed for {r.images_phrase(short=True)}, each titled with the objective before and after.")),
     "class_models.png": ("classviz", "Class models", lambda r, _: (
         f"Class-model visualization (Simonyan et al. 2014, sec. 2): one image per class maximising its logit "
         f"from noise with L2 regularisation ({_params(r, ('classviz_steps', 'steps'), ('classviz_lr', 'lr'), ('classviz_l2', 'L2'))}); "
@@ -411,7 +419,7 @@ def layer_figures(run: Run, base: str) -> list[str]:
 
 def results_table(run: Run, task: str, title: str) -> Table | None:
     """Scalar numbers a task recorded (for tasks without a dedicated sentence template)."""
-    rows = [[k, v] for k, v in flatten(run.results.get(task))][:16]
+    rows = [[k, v] for k, v in flatten(run.results.get(task))][:24]
     return Table(["quantity", "value"], rows, title) if rows else None
 
 
@@ -615,6 +623,13 @@ def further_sentences(run: Run) -> list[str]:
         if bits:
             out.append(f"Deep Dream raised its objective ({dd.get('objective', 'l2')}) at " + "; at ".join(bits)
                        + " across the selected images.")
+    oc = run.results.get("occlusion")
+    if isinstance(oc, dict) and isinstance(oc.get("max_drop"), dict):
+        drops = [v for v in oc["max_drop"].values() if isinstance(v, (int, float))]
+        if drops:
+            out.append(f"Occlusion ({oc.get('patch', '?')}-px patch, stride {oc.get('stride', '?')}): hiding the most "
+                       f"important patch lowers the target probability by {fmt(min(drops), 2)} to {fmt(max(drops), 2)} "
+                       f"(mean {fmt(float(np.mean(drops)), 2)}) over the {len(drops)} selected images.")
     cv = run.results.get("classviz")
     if isinstance(cv, dict):
         probs = {k: v for k, v in cv.items() if isinstance(v, (int, float))}
@@ -640,9 +655,6 @@ def further_section(run: Run) -> Section:
         "image; occlusion measures the probability drop under a sliding grey patch; Deep Dream amplifies what a "
         "layer already sees in an image; class models synthesise an image the model rates as each class.")
     s.paragraphs.extend(further_sentences(run))
-    table = results_table(run, "occlusion", "Numbers recorded by the occlusion task")
-    if table:
-        s.tables.append(table)
     for name in ("gradcam.png", "smoothgrad.png", "integrated_gradients.png", "attribution_comparison.png",
                  "occlusion.png", "deepdream.png", "class_models.png"):
         figure(run, name, s)
@@ -686,9 +698,8 @@ def trust_sentences(table: dict, verdicts: dict[str, str] | None = None, thresho
         verdicts = verdicts or {}
         fails = [method_name(m) for m in sanity if (verdicts[m].startswith("fail") if m in verdicts else
                                                     table[m]["sanity_spearman"][0] >= threshold)]
-        out.append("After full randomization of the weights, " + ", ".join(
-            f"{method_name(m)} keeps a Spearman correlation of {fmt(table[m]['sanity_spearman'][0], 2)}"
-            for m in sanity) + " with its original map; " + (
+        out.append("After full randomization of the weights, the Spearman correlation with the original map is " +
+                   ", ".join(f"{fmt(table[m]['sanity_spearman'][0], 2)} for {method_name(m)}" for m in sanity) + "; " + (
             f"{join_names(fails, 8)} fail{'s' * (len(fails) == 1)} the sanity check (>= {threshold:g})." if fails
             else f"every tested method passes the sanity check (< {threshold:g})."))
     pg = [m for m in table if "pointing_game" in table[m]]
@@ -712,9 +723,14 @@ def trust_section(run: Run) -> Section:
     if table:
         sanity = obj.get("sanity") if isinstance(obj.get("sanity"), dict) else {}
         threshold = sanity.get("threshold") if isinstance(sanity.get("threshold"), (int, float)) else 0.5
-        counts = sorted({st[2] for stats in table.values() for st in stats.values() if st[2]})
+        counts = []
+        for metric, what in (("deletion_auc", "deletion and insertion"), ("pointing_game", "ground truth"),
+                             ("sanity_spearman", "the sanity check")):
+            ns = sorted({st[metric][2] for st in table.values() if metric in st and st[metric][2]})
+            if ns:
+                counts.append(f"{'/'.join(map(str, ns))} image{'s' * (ns != [1])} for {what}")
         if counts:
-            s.paragraphs.append(f"Scores are means over {join_names([str(c) for c in counts])} images per method"
+            s.paragraphs.append(f"Scores are means over {', '.join(counts)}"
                                 + (f" ({obj['mode']} mode)." if isinstance(obj.get("mode"), str) else "."))
         s.paragraphs.extend(trust_sentences(table, sanity_verdicts(obj), threshold))
         metrics = [m for m in METRIC_NAMES if any(m in v for v in table.values())]
@@ -725,7 +741,9 @@ def trust_section(run: Run) -> Section:
             for m in metrics:
                 st = stats.get(m)
                 row.append("-" if st is None else fmt(st[0]) + (f" ± {fmt(st[1])}" if st[1] is not None else ""))
-            rows.append(row + ([verdicts.get(method, "-")] if verdicts else []))
+            verdict = verdicts.get(method, "-")
+            verdict = "fails" if verdict.startswith("fail") else "n/a" if verdict.startswith("not") else verdict
+            rows.append(row + ([verdict] if verdicts else []))
         s.tables.append(Table(["method"] + [METRIC_NAMES[m] for m in metrics] + (["sanity"] if verdicts else []),
                               rows, "trust.json: mean ± std over images"))
         skipped = obj.get("skipped") if isinstance(obj.get("skipped"), dict) else {}
@@ -779,6 +797,16 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         s.tables.append(Table(["task", "seconds", "files or note"], trows,
                               "Per-task wall time" + (f" (total so far {float(r['total_seconds']):.1f} s)"
                                                       if r.get("total_seconds") is not None else "")))
+    for key in ("budget", "time_budget", "plan"):      # the opt-in time-budget planner's changes, if recorded
+        table = results_table(run, key, "Time-budget planner: settings it changed") if key in run.results else \
+            (Table(["quantity", "value"], [[k, v] for k, v in flatten(r[key])][:24],
+                   "Time-budget planner: settings it changed") if isinstance(r.get(key), dict) else None)
+        if table and table.rows:
+            s.tables.append(table)
+    other = [(k, v) for task, res in run.results.items() if task not in KNOWN_RESULTS
+             for k, v in flatten(res, f"{task}.")][:24]
+    if other:
+        s.tables.append(Table(["quantity", "value"], [list(kv) for kv in other], "Other numbers the tasks recorded"))
     return s
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import REPO
 from outputs import save_maps, write_csv, write_json
 from report import build
-from report.pdf import bands, table_lines
+from report.render_pdf import bands, table_lines
 from report.sections import FIGURES, Table, build_report, confusion_sentences, trust_table
 
 NAMES = ["Bread", "Dessert", "Soup"]

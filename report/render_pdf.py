@@ -19,7 +19,7 @@ PAGE = (8.27, 11.69)            # A4 portrait, inches
 MARGIN = 0.6
 STYLE = {"pdf.fonttype": 42, "font.family": "DejaVu Sans", "pdf.compression": 6}
 # Fixed metadata (no dates, no versions): the same folder gives the same bytes.
-METADATA = {"Title": "HW5 explanation report", "Creator": "hw5 report/pdf.py", "Producer": "matplotlib pdf backend",
+METADATA = {"Title": "HW5 explanation report", "Creator": "hw5 report/render_pdf.py", "Producer": "matplotlib pdf backend",
             "CreationDate": None}
 BODY_PT, MONO_PT = 9.0, 6.8
 BODY_CHARS, MONO_CHARS = 108, 124   # characters per line that fit the text width at those sizes
