@@ -261,7 +261,8 @@ def task_lime(ctx) -> list[Path]:
                               ctx.out / "lime_details.png"))
     ctx.results["lime"] = {"samples": s["lime_samples"], "precision": ctx.args.precision,
                            "superpixels": {f: int(e.segments.max()) + 1 for f, e in zip(ctx.files, exps)},
-                           "local_fit_r2": {f: float(e.score) for f, e in zip(ctx.files, exps)}}
+                           # lime keeps the score of the last class it fits: the top-ranked (predicted) one
+                           "local_fit_r2_pred": {f: float(e.score) for f, e in zip(ctx.files, exps)}}
     return files
 
 
