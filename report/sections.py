@@ -286,6 +286,14 @@ class Run:
             parts.append(f"{Path(im['file']).name}: {', '.join(bits)}")
         return f"the {len(imgs)} selected image{'s' * (len(imgs) != 1)} ({'; '.join(parts)})"
 
+    def eval_split_phrase(self) -> str:
+        """'the whole validation split (230 images)' from the confusion task's record and CSV."""
+        res = self.results.get("confusion") or {}
+        cm = read_confusion(self.out / "confusion_matrix.csv")
+        n = res.get("images") or (int(cm[1].sum()) if cm else None)
+        split = res.get("split") or "evaluation"
+        return f"the whole {split} split" + (f" ({n} images)" if n else "")
+
     def layers(self, task: str) -> str | None:
         """Layer name(s) a task recorded in its results, else the --layer flags, else None."""
         res = self.results.get(task)
@@ -340,8 +348,8 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"Activation maps of the visualised filters ({_layer_text(r, 'filters', layer, 'default layer')}) on "
         f"{r.images_phrase(short=True)}; the filter's mean activation above each map.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (
-        "Row-normalised confusion matrix of the whole evaluation split with counts in every cell; "
-        "row labels carry each class's accuracy.")),
+        f"Row-normalised confusion matrix of {r.eval_split_phrase()} with counts in every cell; rows are true "
+        "classes (with each class's accuracy), columns predicted classes.")),
     "lime.png": ("lime", "LIME (course style)", lambda r, _: (
         f"LIME (Ribeiro et al. 2016) on SLIC superpixels ({_params(r, ('lime_segments', 'n_segments'), ('lime_compactness', 'compactness'), ('lime_sigma', 'sigma'))}), "
         f"{_params(r, ('lime_samples', 'samples'))}, seeded per image; green = superpixels for the explained "
@@ -795,7 +803,7 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         if in_run and "report" not in timings:
             trows.append(["report", "-", "this report (still running when the table was written)"])
         s.tables.append(Table(["task", "seconds", "files or note"], trows,
-                              "Per-task wall time" + (f" (total so far {float(r['total_seconds']):.1f} s)"
+                              "Per-task wall time" + (f" (total{' so far' if in_run else ''} {float(r['total_seconds']):.1f} s)"
                                                       if r.get("total_seconds") is not None else "")))
     for key in ("budget", "time_budget", "plan"):      # the opt-in time-budget planner's changes, if recorded
         table = results_table(run, key, "Time-budget planner: settings it changed") if key in run.results else \
