@@ -558,12 +558,13 @@ def confusion_table(names: list[str], counts: np.ndarray) -> Table:
 
 def lime_sentences(res: dict) -> list[str]:
     """How well LIME's local linear model fits, and how many superpixels it used."""
-    r2 = res.get("local_fit_r2") or {}
+    r2 = res.get("local_fit_r2_pred") or res.get("local_fit_r2") or {}   # R^2 of the predicted class's fit
     sp = res.get("superpixels") or {}
     vals = [v for v in r2.values() if isinstance(v, (int, float))]
     if not vals:
         return []
-    text = (f"LIME's local linear model fits the perturbed predictions with R^2 from {fmt(min(vals), 2)} to "
+    text = (f"LIME's local linear model for the predicted class fits the perturbed predictions with R^2 from "
+            f"{fmt(min(vals), 2)} to "
             f"{fmt(max(vals), 2)} (mean {fmt(float(np.mean(vals)), 2)}) over the {len(vals)} selected images")
     counts = [v for v in sp.values() if isinstance(v, int)]
     if counts:

@@ -19,7 +19,7 @@ from conftest import REPO
 from outputs import save_maps, write_csv, write_json
 from report import build
 from report.render_pdf import bands, table_lines
-from report.sections import FIGURES, Table, build_report, confusion_sentences, trust_table
+from report.sections import FIGURES, Table, build_report, confusion_sentences, lime_sentences, trust_table
 
 NAMES = ["Bread", "Dessert", "Soup"]
 COUNTS = np.array([[8, 1, 1],     # Bread 0.80
@@ -211,6 +211,13 @@ def test_confusion_sentences_ties_and_perfect():
     assert confusion_sentences(names, np.array([[5, 0], [0, 3]]), "validation") == [
         "On the validation split (8 images) the model's accuracy is 1.000.",
         "Its accuracy is the same on all 2 classes with images (1.00).", "No image of the split is misclassified."]
+
+
+def test_lime_sentence_from_the_lime_record():
+    text = lime_sentences({"samples": 1000, "superpixels": {"a.jpg": 80, "b.jpg": 91},
+                           "local_fit_r2_pred": {"a.jpg": 0.5, "b.jpg": 0.7}})[0]
+    assert "R^2 from 0.50 to 0.70 (mean 0.60) over the 2 selected images, using 80 to 91 superpixels" in text
+    assert lime_sentences({}) == []
 
 
 def test_trust_table_reads_numbers_and_skips_empty_means():
