@@ -52,7 +52,7 @@ def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path)
                 ax.text(j, i, f"{rows[i, j]:.2f}\n{counts[i, j]}", ha="center", va="center", fontsize=6,
                         color="white" if rows[i, j] > 0.6 else "black")
     draw.colorbar(fig, im, ax, "fraction of the true class")
-    fig.tight_layout()
+    draw.layout(fig)
     return draw.save(fig, path)
 
 

@@ -199,7 +199,7 @@ def task_deepdream(ctx) -> list[Path]:
             b, a = r["before"][i], r["after"][i]
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
             draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
-    fig.tight_layout()
+    draw.layout(fig)
     return [draw.save(fig, ctx.out / "deepdream.png")]
 
 
@@ -224,5 +224,5 @@ def task_classviz(ctx) -> list[Path]:
         top = int(probs[c].argmax())
         note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[c, top]:.2f})"
         draw.show_image(ax, images[c], f"{ctx.class_names[c]}\np = {reached[c]:.3f}{note}")
-    fig.tight_layout()
+    draw.layout(fig)
     return [draw.save(fig, ctx.out / "class_models.png")]

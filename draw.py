@@ -54,6 +54,15 @@ def figure(nrows: int, ncols: int, cell: tuple[float, float] = (2.3, 2.3), title
     return fig, axes
 
 
+def layout(fig: plt.Figure, top: float = 0.45, bottom: float = 0.0) -> None:
+    """tight_layout leaving `top`/`bottom` inches free, run twice: multi-line titles are placed by the first draw."""
+    h = fig.get_figheight()
+    rect = (0, bottom / h, 1, 1 - top / h)
+    fig.tight_layout(rect=rect)
+    fig.canvas.draw()
+    fig.tight_layout(rect=rect)
+
+
 def save(fig: plt.Figure, path: str | Path) -> Path:
     """Save a figure atomically with fixed metadata (byte-identical reruns), then close it."""
     path = Path(path)
@@ -153,5 +162,5 @@ def attribution_grid(images: Any, maps: np.ndarray, captions: Sequence[str], tit
         im = show_map(axes[i, 1], maps[i], signed, title="map" + (f"\n{per_row_note[i]}" if per_row_note else ""))
         colorbar(fig, im, axes[i, 1], unit)
         show_overlay(axes[i, 2], images[i], maps[i], signed, title="overlay")
-    fig.tight_layout()
+    layout(fig)
     return save(fig, path)

@@ -245,7 +245,7 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
             draw.show_image(ax, images[k], f"{layer_label} #{filters[k]}\nactivation {acts[k]:.3g}")
         else:
             ax.axis("off")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))  # room for the two-line suptitle
+    draw.layout(fig, top=0.7)  # room for the two-line suptitle
     return draw.save(fig, path)
 
 
@@ -268,7 +268,7 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
         for i in range(n):
             draw.show_map(row[i + 1], maps[i, r], vrange=vrange, signed=maps[:, r].min() < 0,
                           title=f"mean {maps[i, r].mean():.3g}")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))  # room for the two-line suptitle
+    draw.layout(fig, top=0.7)  # room for the two-line suptitle
     for r in range(nf):  # after the layout, so each bar takes its room from its own row
         draw.colorbar(fig, axes[r + 1, n].images[0], list(axes[r + 1, 1:]), "activation")
     return draw.save(fig, path)

@@ -173,13 +173,6 @@ def highlight(image: np.ndarray, segments: np.ndarray, ids: np.ndarray, color: t
     return mark_boundaries(out, np.where(sel, segments + 1, 0), color=color)
 
 
-def _layout(fig: Any, rect: tuple[float, float, float, float]) -> None:
-    """tight_layout after a first draw: before it, multi-line panel titles are not yet placed and rows overlap."""
-    fig.tight_layout(rect=rect)
-    fig.canvas.draw()
-    fig.tight_layout(rect=rect)
-
-
 def _cls(names: Sequence[str], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
@@ -203,7 +196,7 @@ def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions
                 axes[i, 2].text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
     fig.text(0.5, 0.005, f"green = superpixel supports the class, red = against\nthe {COURSE_FEATURES} strongest with "
              f"|weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest", ha="center", va="bottom", fontsize=7)
-    _layout(fig, rect=(0, 0.03, 1, 1 - 0.45 / fig.get_figheight()))
+    draw.layout(fig, top=0.45, bottom=0.03 * fig.get_figheight())
     return draw.save(fig, path)
 
 
@@ -237,7 +230,7 @@ def draw_details(images: torch.Tensor, exps: Sequence[ImageExplanation], caption
         edge = find_boundaries(e.segments)
         ax.imshow(np.dstack([np.zeros(edge.shape + (3,)), edge * 0.35]).astype(np.float32))
         draw.colorbar(fig, im, ax, "LIME weight (probability)")
-    _layout(fig, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    draw.layout(fig, top=0.3)
     return draw.save(fig, path)
 
 
@@ -307,7 +300,7 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path)
                 a.set_title(f"LIME for {_cls(names, c)}\n({'predicted' if c == ex['pred'] else 'true'} class)")
     fig.text(0.5, 0.003, f"green = superpixel supports the class, red = against (the {COURSE_FEATURES} strongest "
              f"with |weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest)", ha="center", va="bottom", fontsize=7)
-    _layout(fig, rect=(0, 0.01, 1, 1 - 0.5 / fig.get_figheight()))
+    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight())
     return draw.save(fig, path)
 
 

@@ -451,7 +451,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
                   f"{rows['random']['pointing_game']['n']} for random; sanity Spearman after full randomisation over "
                   f"{max(r['sanity_spearman']['n'] for r in rows.values())} image(s)); random = uniform random map",
                   fontsize=8)
-    fig.tight_layout()
+    draw.layout(fig)
     return draw.save(fig, path)
 
 
@@ -505,7 +505,7 @@ def draw_sanity(ctx, san: dict[str, Any], path: Path, max_steps: int = 9) -> Pat
                     f"{', band = min..max' if len(san['files']) > 1 else ''}); Grad-CAM at {san['gradcam_layer']}",
                     fontsize=8)
     curve.legend(fontsize=7, loc="lower left", ncol=5)
-    fig.tight_layout()
+    draw.layout(fig)
     return draw.save(fig, path)
 
 

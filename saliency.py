@@ -277,7 +277,7 @@ def task_saliency(ctx) -> list[Path]:
     for i in range(len(course)):
         draw.show_image(axes[i, 0], ctx.images[i], caps[i])
         draw.show_image(axes[i, 1], course[i], "RGB gradient (normalised)")
-    fig.tight_layout()
+    draw.layout(fig)
     files.append(draw.save(fig, ctx.out / "saliency_course.png"))
     return files
 
