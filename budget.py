@@ -13,10 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from errors import UserError
+
 WARN_SECONDS = 540.0
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
 SCALABLE = {"lime_samples": 200, "lime_class_samples": 60, "smoothgrad_n": 8, "ig_steps": 16, "deletion_steps": 16,
-            "filter_steps": 30, "robust_steps": 48, "classviz_steps": 60, "dream_steps": 5}
+            "filter_steps": 30, "robust_steps": 24, "classviz_steps": 20, "dream_steps": 5}
 
 
 def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0
@@ -25,7 +27,8 @@ def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], 
     rates = {}
     for key, grad in (("forward", False), ("backward", True)):
         batch = s["grad_batch_size" if grad else "batch_size"]
-        x = torch.rand(batch, 3, size, size, device=device, requires_grad=grad)
+        x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        x.requires_grad_(grad)  # a private generator: the probe leaves torch's global random state alone
         n, t0, first = 0, 0.0, True
         while True:
             with torch.set_grad_enabled(grad):
@@ -99,3 +102,32 @@ def scaled(s: dict[str, Any], factor: float) -> dict[str, Any]:
     for k, floor in SCALABLE.items():
         out[k] = int(min(s[k], max(floor, round(s[k] * factor))))
     return out
+
+
+def apply(ctx, task_names: list[str], seconds: float | None) -> None:
+    """Probe this machine; with a budget, scale settings to fit (recorded in ctx.results), else only warn."""
+    import sys
+
+    import dataset
+
+    if seconds is not None and seconds <= 0:
+        raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
+    rates = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings)
+    eval_dir = ctx.data / ctx.args.eval_split
+    n_eval = len(dataset.list_images(eval_dir)) if eval_dir.is_dir() and "confusion" in task_names else 0
+    sizes = (len(ctx.indices), ctx.num_classes, n_eval)
+    before = 1.25 * sum(predict(task_names, ctx.settings, rates, *sizes).values())
+    if seconds is None:
+        if before > WARN_SECONDS:
+            print(f"warning: this run is predicted to take about {before / 60:.0f} min on this machine; "
+                  f"add --time-budget 540 (hw5.sh: HW5_ARGS=\"--time-budget 540\") to fit it in 9 min",
+                  file=sys.stderr)
+        return
+    new, changes = plan(task_names, ctx.settings, rates, *sizes, budget=seconds)
+    ctx.settings.update(new)
+    after = 1.25 * sum(predict(task_names, new, rates, *sizes).values())
+    for line in changes:
+        print(f"time budget: {line}", file=sys.stderr)
+    ctx.results["budget"] = {"seconds": seconds, "probe_images_per_second": {k: round(v, 1) for k, v in rates.items()},
+                             "predicted_seconds_before": round(before, 1), "predicted_seconds_after": round(after, 1),
+                             "changes": changes}

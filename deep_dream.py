@@ -9,7 +9,7 @@ is then ignored). Every step rolls the image by a seeded random shift of up to 8
 [0,1]. Layers: --layer (repeatable), default a shallow one (about 1/3 down ctx.conv_layers()) and the last.
 
 Class models (Simonyan et al. 2014, section 2): for every class, an image maximising the class logit
-S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.01) from seeded noise, all classes in one batch, Adam with
+S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.001) from seeded noise, all classes in one batch, Adam with
 classviz_lr=0.05 for classviz_steps=40 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian blur every
 4th step (Yosinski et al. 2015), clamped to [0,1].
 """
@@ -128,7 +128,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
-                 steps: int = 40, lr: float = 0.05, l2: float = 1e-2, jitter: int = 4, blur_every: int = 4,
+                 steps: int = 40, lr: float = 0.05, l2: float = 1e-3, jitter: int = 4, blur_every: int = 4,
                  blur_sigma: float = 0.5) -> tuple[torch.Tensor, np.ndarray]:
     """Simonyan et al. class models, one image per class in one batch; returns (images, softmax probs C x K)."""
     device = next(model.parameters()).device

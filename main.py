@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
                    help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="scale sample counts down just enough to fit this many seconds (recorded in run.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
     # train task
     p.add_argument("--epochs", type=int, default=30, help="train: epochs")
@@ -110,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         ctx = context.build(args)
         rows.append(("setup", time.perf_counter() - t0, f"{len(ctx.indices)} images from {ctx.imageset.name}/"))
         ctx.cache["timings"] = rows   # the report task lists the timings so far (run.json comes after it)
+        if args.time_budget is not None or names == tasks.default_tasks():
+            import budget
+
+            budget.apply(ctx, names, args.time_budget)
         for name in names:
             t0 = time.perf_counter()
             try:

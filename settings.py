@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "dream_objective": "l2",
     "classviz_steps": 40,
     "classviz_lr": 0.05,
-    "classviz_l2": 1e-2,
+    "classviz_l2": 1e-3,
     "occlusion_patch": 24,
     "occlusion_stride": 12,
     # trust metrics
