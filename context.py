@@ -220,7 +220,9 @@ def build(args: argparse.Namespace) -> RunContext:
         elif not args.allow_random_weights:
             raise UserError("no --checkpoint given for your data: pass --checkpoint FILE (or --allow-random-weights "
                             "to explain an untrained network)")
-    model = Preprocess(net, mean, std, bgr).to(device).eval()
+    # channels_last measured faster here for every explainer's passes (HW3, 1 thread: forward 30 vs 44 ms/image at
+    # batch 8, forward+backward 91 vs 101 ms at batch 4); inputs stay NCHW, the convolutions pick the format.
+    model = Preprocess(net, mean, std, bgr).to(device).eval().to(memory_format=torch.channels_last)
     out = Path(args.out)
     check_out_dir(out)
     run_settings = settings_mod.resolve(device.type, args.full, args.set)

@@ -4,7 +4,6 @@ Compute (classifier_fn, explain_images, weight_maps) is kept apart from the two 
 """
 from __future__ import annotations
 
-import copy
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
@@ -27,10 +26,6 @@ COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11
 # confident model (weights ~1e-5), so the threshold is 5% of the image's largest |weight| instead.
 COURSE_MIN_WEIGHT = 0.05
 TOP_K = 5                # superpixels shown in the detail figure's "top positive / negative" panels
-# bench/lime_speed.py on our CPU (AVX-512): a channels_last copy of the model runs the HW3 models 1.5-2x faster
-# than NCHW at every batch size, and lime's NHWC batches are channels_last for free. CUDA: not measured yet
-# (cuDNN prefers channels_last for bf16/tensor cores).
-CHANNELS_LAST = {"cpu": True, "cuda": True}
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
@@ -47,9 +42,12 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 
 
 def classifier(model: nn.Module, device: torch.device, batch_size: int, precision: str = "fp32",
-               channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """lime's classifier_fn: N x H x W x 3 images in [0,1] -> N x C softmax probabilities, in batches."""
-    net = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
+               channels_last: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """lime's classifier_fn: N x H x W x 3 images in [0,1] -> N x C softmax probabilities, in batches.
+
+    With channels_last, lime's NHWC batches go in as they are (channels_last memory, the run's model format:
+    bench/lime_speed.py measured it 1.5-2x faster than NCHW on our CPU for the HW3 models).
+    """
     autocast(device, precision)  # validate the flag before the first call
 
     def classifier_fn(images: np.ndarray) -> np.ndarray:
@@ -60,7 +58,7 @@ def classifier(model: nn.Module, device: torch.device, batch_size: int, precisio
                 x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2)  # NHWC memory = channels_last
                 if not channels_last:
                     x = x.contiguous()
-                out.append(torch.softmax(net(x).float(), 1).cpu())
+                out.append(torch.softmax(model(x).float(), 1).cpu())
         return torch.cat(out).numpy()
 
     return classifier_fn
@@ -139,8 +137,7 @@ def run_lime(ctx, images: torch.Tensor, files: Sequence[str], num_samples: int, 
     from tqdm import tqdm
 
     s = ctx.settings
-    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.args.precision,
-                    CHANNELS_LAST["cuda" if ctx.device.type == "cuda" else "cpu"])
+    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.args.precision)
     seg = segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
     with tqdm(total=len(files) * num_samples, desc=desc, unit="sample", leave=False, disable=None) as bar:
         return explain_images(fn, images, [image_seed(ctx, f) for f in files], ctx.num_classes, num_samples,

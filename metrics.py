@@ -65,7 +65,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
 
     `ranks` is N x (H*W) from pixel_ranks; insertion starts from a Gaussian blur with sigma = `blur` x the image
     side. Every perturbed copy of every image goes through the model in batches of `batch_size` under inference mode,
-    by default through a channels-last copy of the model (about 2.5x faster on our CPU; the model is not changed).
+    as channels_last input by default (the run's model format; about 2.5x faster on our CPU).
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be deletion or insertion, got {mode!r}")
@@ -73,7 +73,6 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
     counts = (np.arange(steps + 1) * (h * w)) // steps          # pixels changed after each step: 0 .. H*W
     device = next(model.parameters()).device
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = copy.deepcopy(model).to(memory_format=fmt) if channels_last else model
     ranks_t = torch.as_tensor(np.asarray(ranks), dtype=torch.int64)
     counts_t = torch.as_tensor(counts, dtype=torch.int64)
     start = saliency.blurred(images, blur) if mode == "insertion" else torch.zeros_like(images)
@@ -86,7 +85,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
             changed = (ranks_t[img_idx] < counts_t[step_idx, None]).view(-1, 1, h, w)
             x = torch.where(changed, start[img_idx], images[img_idx]) if mode == "deletion" else \
                 torch.where(changed, images[img_idx], start[img_idx])
-            p = torch.softmax(net(x.to(device).contiguous(memory_format=fmt)).float(), 1)
+            p = torch.softmax(model(x.to(device).contiguous(memory_format=fmt)).float(), 1)
             probs[b:b + batch_size] = p[torch.arange(len(img_idx)), torch.as_tensor(targets)[img_idx]].cpu().numpy()
     return counts / (h * w), probs.reshape(n, steps + 1)
 

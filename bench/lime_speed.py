@@ -89,7 +89,7 @@ def main() -> None:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     cfg = settings.resolve("cpu")
     bs = cfg["lime_batch_size"]
-    cl = L.CHANNELS_LAST["cpu"]
+    cl = True  # the run converts its model to channels_last (context.build)
     data = demo.ensure_demo_data()
     val = dataset.open_split(data, "validation")
     img, _ = dataset.load_batch(val, [val.files.index(demo.gt_subset(data)[0])], 128)
@@ -121,6 +121,7 @@ def main() -> None:
           f"{'default/ours':>12} {'bf16 s':>8} {'fp32/bf16':>9} {'spearman':>8}")
     for name, net in nets.items():
         n = args.demo_samples if "demo" in name else args.samples
+        net = net.to(memory_format=torch.channels_last)   # as context.build does
         ours = L.classifier(net, torch.device("cpu"), bs, "fp32", cl)
         t_ours, e32 = timed(lambda: L.explain_images(ours, img, [0], 11, n, bs, seg)[0], clock)
         bf = L.classifier(net, torch.device("cpu"), bs, "bf16", cl)

@@ -18,7 +18,7 @@ FEW = 60   # samples for the tests that allow fewer than the default 1000
 
 
 def _fn(ctx, precision: str = "fp32"):
-    return L.classifier(ctx.model, ctx.device, ctx.settings["lime_batch_size"], precision, L.CHANNELS_LAST["cpu"])
+    return L.classifier(ctx.model, ctx.device, ctx.settings["lime_batch_size"], precision)
 
 
 def _seg(ctx):
