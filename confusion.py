@@ -5,9 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-import dataset
 import draw
-from errors import Skipped
 from outputs import write_csv
 
 
@@ -59,12 +57,8 @@ def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path)
 def task_confusion(ctx) -> list[Path]:
     """Predict a whole labelled split (validation by default) and write the confusion matrix and CSVs."""
     split = ctx.args.eval_split
-    if not dataset.is_food11(ctx.data) or not (ctx.data / split).is_dir():
-        raise Skipped(f"{ctx.data} is not a Food-11 tree with a {split}/ folder")
-    pred = ctx.split_predictions(split)
+    pred = ctx.eval_predictions()
     labels, probs = pred["labels"], pred["probs"]
-    if (labels < 0).any():
-        raise Skipped(f"{split}/ images carry no labels (<label>_<n>.jpg names)")
     preds = probs.argmax(1)
     counts = confusion_counts(labels, preds, ctx.num_classes)
     acc = float((preds == labels).mean())

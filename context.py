@@ -13,7 +13,7 @@ from torch import nn
 import dataset
 import demo
 import settings as settings_mod
-from errors import UserError
+from errors import Skipped, UserError
 from model import Preprocess, build_network, find_module, load_weights, probe_4d_modules, read_checkpoint, \
     sha256_file
 
@@ -109,6 +109,16 @@ class RunContext:
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
             self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
         return self.cache[key]
+
+    def eval_predictions(self) -> dict[str, Any]:
+        """split_predictions of --eval-split, which must be a labelled Food-11 split (else the task is skipped)."""
+        split = self.args.eval_split
+        if not dataset.is_food11(self.data) or not (self.data / split).is_dir():
+            raise Skipped(f"{self.data} is not a Food-11 tree with a {split}/ folder")
+        pred = self.split_predictions(split)
+        if len(pred["labels"]) == 0 or (pred["labels"] < 0).any():
+            raise Skipped(f"{split}/ images carry no labels (<label>_<n>.jpg names)")
+        return pred
 
     def rng(self, *keys: int | str) -> np.random.Generator:
         """A numpy generator seeded from --seed and keys (e.g. method name, image index): order-independent."""

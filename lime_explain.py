@@ -18,7 +18,7 @@ from torch import nn
 import confusion
 import dataset
 import draw
-from errors import Skipped, UserError
+from errors import UserError
 from outputs import save_maps
 
 COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11, min_weight=0.05)
@@ -304,12 +304,8 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path)
 def task_lime_classes(ctx) -> list[Path]:
     """Per class: LIME of the most confident correct and wrong eval-split image, with accuracy and confusion."""
     split = ctx.args.eval_split
-    if not dataset.is_food11(ctx.data) or not (ctx.data / split).is_dir():
-        raise Skipped(f"{ctx.data} is not a Food-11 tree with a {split}/ folder")
-    pred = ctx.split_predictions(split)
+    pred = ctx.eval_predictions()
     labels, probs, imageset = pred["labels"], pred["probs"], pred["images"]
-    if len(labels) == 0 or (labels < 0).any():
-        raise Skipped(f"{split}/ images carry no labels (<label>_<n>.jpg names)")
     counts = confusion.confusion_counts(labels, probs.argmax(1), ctx.num_classes)
     acc, confused = confusion.per_class_accuracy(counts), confusion.most_confused(counts)
     picks = pick_examples(labels, probs, ctx.num_classes)

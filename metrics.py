@@ -16,7 +16,6 @@ Conventions (also written into trust.json):
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Callable
 
