@@ -11,10 +11,11 @@ from errors import UserError
 
 DEFAULTS: dict[str, Any] = {
     # Batch sizes: forward-only passes (predictions, perturbation methods) and forward+backward passes.
-    # Measured on our 2-core CPU: batch 1-8 beats batch 64 per image; a GPU wants large batches.
-    "batch_size": {"cpu": 8, "cuda": 256},
+    # Measured by bench/run.py on our 2-core CPU (channels_last): forward 68 img/s at batch 2, 61 at 4, 49 at 32;
+    # forward+backward 23 img/s at batch 4, 13 at 1. A GPU wants large batches.
+    "batch_size": {"cpu": 4, "cuda": 256},
     "grad_batch_size": {"cpu": 4, "cuda": 128},
-    "eval_batch_size": {"cpu": 32, "cuda": 256},
+    "eval_batch_size": {"cpu": 4, "cuda": 256},   # bench/run.py: channels_last bs 2-4 beats 32 by 1.3x
     "loader_workers": 2,
     # saliency family
     "smoothgrad_n": 50,
@@ -22,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "ig_steps": 64,
     "ig_baseline": "black",
     # filter visualization
-    "filter_count": 16,
+    "filter_count": {"cpu": 8, "cuda": 16},   # 16 filters cost 77 s of the 3-minute CPU budget (hw3)
     "filter_steps": 100,
     "filter_lr": 0.1,
     "filter_chunk": {"cpu": 16, "cuda": 64},   # bench/filter_chunks.py: at 2 threads chunk 1 was 3-5x slower
@@ -30,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "robust_lr": 0.4,
     # LIME
     "lime_samples": 1000,
-    "lime_class_samples": 300,
+    "lime_class_samples": {"cpu": 100, "cuda": 300},   # up to 22 explanations: 300 each cost 48 s on CPU
     "lime_segments": 100,
     "lime_compactness": 1.0,
     "lime_sigma": 1.0,
@@ -41,14 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "dream_octave_scale": 1.4,
     "dream_lr": 0.01,
     "dream_objective": "l2",
-    "classviz_steps": 40,
+    "classviz_steps": 24,   # every demo class reaches p >= 0.99 by 20 steps
     "classviz_lr": 0.05,
     "classviz_l2": 1e-3,
     "occlusion_patch": 24,
     "occlusion_stride": 12,
     # trust metrics
     "trust_images": 4,
-    "deletion_steps": 64,
+    "deletion_steps": {"cpu": 32, "cuda": 64},   # 1/32 of the pixels per step on CPU: 28 s instead of 56 s
     "sanity_images": 1,
     "sanity_smoothgrad_n": 10,
     "sanity_ig_steps": 16,

@@ -92,7 +92,7 @@ def test_trust_full_flag_selects_full_settings_and_set_wins():
         args = main.parse_args(list(flags))
         return SimpleNamespace(args=args, device=torch.device("cpu"),
                                settings=settings.resolve("cpu", args.full, args.set))
-    assert metrics.trust_settings(fake())["deletion_steps"] == settings.DEFAULTS["deletion_steps"]
+    assert metrics.trust_settings(fake())["deletion_steps"] == settings.resolve("cpu")["deletion_steps"]
     assert metrics.trust_settings(fake("--trust", "full"))["deletion_steps"] == settings.FULL["deletion_steps"]
     assert metrics.trust_settings(fake("--trust", "full", "--set", "deletion_steps=8"))["deletion_steps"] == 8
 
