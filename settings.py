@@ -12,9 +12,9 @@ from errors import UserError
 DEFAULTS: dict[str, Any] = {
     # Batch sizes: forward-only passes (predictions, perturbation methods) and forward+backward passes.
     # Measured by bench/run.py on our 2-core CPU (channels_last): forward 68 img/s at batch 2, 61 at 4, 49 at 32;
-    # forward+backward 23 img/s at batch 4, 13 at 1. A GPU wants large batches.
+    # forward+backward (input gradients) 32 img/s at batch 2, 28 at 4. A GPU wants large batches.
     "batch_size": {"cpu": 4, "cuda": 256},
-    "grad_batch_size": {"cpu": 4, "cuda": 128},
+    "grad_batch_size": {"cpu": 2, "cuda": 128},
     "eval_batch_size": {"cpu": 4, "cuda": 256},   # bench/run.py: channels_last bs 2-4 beats 32 by 1.3x
     "loader_workers": 2,
     # saliency family
