@@ -52,17 +52,16 @@ def baselines(demo_ctx, demo_data) -> tuple[np.ndarray, np.ndarray]:
     return noise, real
 
 
-@pytest.mark.parametrize("mode,times_noise", [("plain", 3.0), ("robust", 2.0)])
-def test_optimised_images_excite_their_filter(demo_ctx, one_at_a_time, baselines, mode, times_noise):
+@pytest.mark.parametrize("mode", ["plain", "robust"])
+def test_optimised_images_excite_their_filter(demo_ctx, one_at_a_time, baselines, mode):
     images, acts = one_at_a_time[mode]
     noise, real = baselines
     assert images.shape == (len(FILTERS), 3, 128, 128) and images.min() >= 0 and images.max() <= 1
     # The reported activation is what the returned image really gives.
     again = fv.filter_means(demo_ctx.model, demo_ctx.layer(LAYER), torch.from_numpy(images), FILTERS)
     np.testing.assert_allclose(acts, again.detach().numpy(), rtol=1e-4, atol=1e-5)
-    # The plain course recipe beats its noise start 3x; the robust images are smooth by construction
-    # (1/f spectrum, random transforms) while this layer loves pixel noise, so 2x there.
-    assert (acts >= times_noise * noise).all(), (acts, noise)
+    # Both modes beat uniform noise 3x (on the noise-trained demo model: plain >= 19x, robust >= 11x on cnn.10).
+    assert (acts >= 3 * noise).all(), (acts, noise)
     assert (acts > real).all(), (acts, real)
 
 
