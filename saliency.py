@@ -272,7 +272,7 @@ def task_saliency(ctx) -> list[Path]:
                                        ctx.out / "saliency.png", unit="|gradient|"))
     course = vanilla_course(ctx.model, ctx.images, targets, bs)
     caps = _captions(ctx)
-    fig, axes = draw.figure(len(course), 2, cell=(2.6, 2.45),
+    fig, axes = draw.figure(len(course), 2, cell=(3.0, 2.6),
                             title="Saliency, course variant\n|d cross-entropy / d pixel|, min-max per image, RGB")
     for i in range(len(course)):
         draw.show_image(axes[i, 0], ctx.images[i], caps[i])
