@@ -38,9 +38,9 @@ ROBUST_SCALE = 0.05     # scale drawn in [1 - s, 1 + s]
 ROBUST_ANGLE = 5.0      # rotation drawn in [-a, a] degrees
 ROBUST_INIT_SD = 0.01   # std of the initial Fourier coefficients
 ROBUST_DECAY = 1.0      # spectrum scale 1/f**decay (Lucid: 1)
-# A filter that is zero everywhere on the start image has no gradient through its ReLU. For the first
-# LEAK_STEPS steps a tapped nn.ReLU passes LEAK_SLOPE x the gradient of its input too (forward values unchanged),
-# in the spirit of Lucid's redirected ReLU gradient; after that the objective's plain gradient alone drives.
+# Robust mode only (plain stays the exact course recipe): a filter that is zero everywhere on the start image has
+# no gradient through its ReLU, so for the first LEAK_STEPS steps a tapped nn.ReLU passes LEAK_SLOPE x the gradient
+# of its input too (forward values unchanged), in the spirit of Lucid's redirected ReLU gradient.
 LEAK_STEPS = 16
 LEAK_SLOPE = 0.1
 
@@ -199,7 +199,7 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
             x = random_transform(fourier_image(param, scale), draws)
         opt.zero_grad(set_to_none=True)
         # Each image's loss involves only its own filter, so its gradient is independent of the chunk.
-        with LeakyReLUGrad(module, LEAK_SLOPE if step < LEAK_STEPS else 0.0):
+        with LeakyReLUGrad(module, LEAK_SLOPE if mode == "robust" and step < LEAK_STEPS else 0.0):
             (-filter_means(model, module, x, filters).sum()).backward(inputs=[param])
         opt.step()
         if mode == "plain":
