@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "filter_count": {"cpu": 8, "cuda": 16},   # 16 filters cost 77 s of the 3-minute CPU budget (hw3)
     "filter_steps": 100,
     "filter_lr": 0.1,
-    "filter_chunk": {"cpu": 16, "cuda": 64},   # bench/filter_chunks.py: at 2 threads chunk 1 was 3-5x slower
+    "filter_chunk": {"cpu": 2, "cuda": 64},   # bench/filter_chunks.py, quiet CPU: chunk 2 best (16 was 1.4x slower)
     "robust_steps": 48,     # Fourier + decorrelated colour converges fast; 48 x lr 0.4 keeps the demo quick
     "robust_lr": 0.4,
     # LIME

@@ -44,7 +44,7 @@ def per_filter_seconds(model: torch.nn.Module, module: torch.nn.Module, n: int, 
 def table(device: torch.device, width: float, steps: int, mode: str) -> dict[int, dict[int, float]]:
     """{filters: {chunk: seconds per filter per 100 steps}} on one device."""
     torch.manual_seed(0)
-    model = Preprocess(HW3Net(11, width)).to(device).eval()
+    model = Preprocess(HW3Net(11, width)).to(device).eval().to(memory_format=torch.channels_last)  # as context.build
     module = dict(model.net.named_modules())[LAYER]
     per_filter_seconds(model, module, 2, 2, 1, mode, device)  # warm-up (allocator, kernels)
     out: dict[int, dict[int, float]] = {}
