@@ -11,8 +11,9 @@ comes from the filter's own generator, so a filter's result does not depend on i
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 import draw
 from errors import UserError
-from hooks import Tap
+from hooks import Tap, forward_hook
 
 # Course default for the TA's HW5 model (cnn.15 = the ReLU after the 2nd conv of the 2nd stack).
 HW5TA_DEFAULT_LAYER = "cnn.15"
@@ -156,25 +157,14 @@ def random_transform(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class LeakyReLUGrad:
+@contextmanager
+def leaky_relu_grad(module: nn.Module, slope: float) -> Iterator[None]:
     """While active, an nn.ReLU module's output also carries `slope` x its input's gradient (values unchanged)."""
-
-    def __init__(self, module: nn.Module, slope: float):
-        self.module, self.slope, self._handle = module, slope, None
-
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        z = inputs[0]
-        return output + self.slope * (z - z.detach())
-
-    def __enter__(self) -> "LeakyReLUGrad":
-        if self.slope and isinstance(self.module, nn.ReLU) and not self.module.inplace:
-            self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+    if not slope or not isinstance(module, nn.ReLU) or module.inplace:
+        yield
+        return
+    with forward_hook(module, lambda m, inputs, out: out + slope * (inputs[0] - inputs[0].detach())):
+        yield
 
 
 def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], generators: Sequence[torch.Generator],
@@ -199,7 +189,7 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
             x = random_transform(fourier_image(param, scale), draws)
         opt.zero_grad(set_to_none=True)
         # Each image's loss involves only its own filter, so its gradient is independent of the chunk.
-        with LeakyReLUGrad(module, LEAK_SLOPE if mode == "robust" and step < LEAK_STEPS else 0.0):
+        with leaky_relu_grad(module, LEAK_SLOPE if mode == "robust" and step < LEAK_STEPS else 0.0):
             (-filter_means(model, module, x, filters).sum()).backward(inputs=[param])
         opt.step()
         if mode == "plain":

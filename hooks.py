@@ -1,6 +1,9 @@
 """Capturing a layer's output during a forward pass, with hooks always released (also on error)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 import torch
 from torch import nn
 
@@ -19,7 +22,6 @@ class Tap:
     def __init__(self, module: nn.Module, stop: bool = False):
         self.module, self.stop = module, stop
         self.output: torch.Tensor | None = None
-        self._handle = None
 
     def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self.output = output
@@ -27,13 +29,12 @@ class Tap:
             raise _Stop
 
     def __enter__(self) -> "Tap":
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._hooked = forward_hook(self.module, self._hook)
+        self._hooked.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        self._hooked.__exit__(*exc)
 
     def run(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Forward x through model and return the captured activation (truncated when stop=True)."""
@@ -45,3 +46,13 @@ class Tap:
         if self.output is None:
             raise RuntimeError("the tapped layer did not run in the forward pass")
         return self.output
+
+
+@contextmanager
+def forward_hook(module: nn.Module, fn: Callable) -> Iterator[None]:
+    """Register `fn` as a forward hook of `module` for the block; removed on exit, also on error."""
+    handle = module.register_forward_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
