@@ -17,8 +17,9 @@ from errors import UserError
 
 WARN_SECONDS = 540.0
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
-SCALABLE = {"lime_samples": 200, "lime_class_samples": 60, "smoothgrad_n": 8, "ig_steps": 16, "deletion_steps": 16,
-            "filter_steps": 30, "robust_steps": 24, "classviz_steps": 20, "dream_steps": 5}
+SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "smoothgrad_n": 4, "ig_steps": 8, "deletion_steps": 8,
+            "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3, "trust_images": 1,
+            "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4}
 
 
 def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0
@@ -61,8 +62,9 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         "deepdream": (0, 0.6 * n_images * 2 * s["dream_octaves"] * s["dream_steps"]),
         "classviz": (0, n_classes * s["classviz_steps"]),
         "occlusion": (n_images * (math.floor((128 - s["occlusion_patch"]) / s["occlusion_stride"]) + 1) ** 2, 0),
+        # sanity: ~13 randomisation steps (hw3's parameterised layers), each recomputing every gradient method
         "trust": (min(n_images, s["trust_images"]) * methods * 2 * (s["deletion_steps"] + 1),
-                  s["sanity_images"] * 12 * (1 + 10 + 17 + 1)),
+                  s["sanity_images"] * 13 * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
     }
     return cost.get(task, (0, 0))
 
