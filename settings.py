@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "ig_steps": 64,
     "ig_baseline": "black",
     # filter visualization
-    "filter_count": {"cpu": 8, "cuda": 16},   # 16 filters cost 77 s of the 3-minute CPU budget (hw3)
+    "filter_count": 16,
     "filter_steps": 100,
     "filter_lr": 0.1,
     "filter_chunk": {"cpu": 2, "cuda": 64},   # bench/filter_chunks.py, quiet CPU: chunk 2 best (16 was 1.4x slower)

@@ -114,6 +114,10 @@ def run_pipeline(data: Path, ckpt: Path, out: Path, device: str, best: dict[str,
                             "--device", device, *extra])
     t0 = time.perf_counter()
     ctx = context.build(args)
+    if args.time_budget is not None:  # as main.run does
+        import budget
+
+        budget.apply(ctx, tasks.default_tasks(), args.time_budget)
     setup = time.perf_counter() - t0
     counter = PassCounter(ctx.model)
     print(f"\n{'task':<13} {'seconds':>8} {'fwd img':>8} {'bwd img':>8} {'img/s':>7} {'efficiency':>10}")
