@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import draw
+import saliency
 from errors import UserError
 from hooks import Tap
 
@@ -116,17 +117,6 @@ def evaluate(objective: Objective, images: torch.Tensor, batch_size: int = 8) ->
                           for i in range(0, len(images), batch_size)]).numpy()
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a batch, reflect-padded."""
-    r = max(1, int(np.ceil(2 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
                  steps: int = 40, lr: float = 0.05, l2: float = 1e-3, jitter: int = 4, blur_every: int = 4,
                  blur_sigma: float = 0.5) -> tuple[torch.Tensor, np.ndarray]:
@@ -146,7 +136,7 @@ def class_models(model: nn.Module, classes: list[int], size: int, generators: li
         opt.step()
         with torch.no_grad():
             if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
-                x.copy_(gaussian_blur(x, blur_sigma))
+                x.copy_(saliency.gaussian_blur(x, blur_sigma))
             x.clamp_(0, 1)
     x = x.detach()
     with torch.no_grad():

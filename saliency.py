@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import draw
+from hooks import forward_hook
 from errors import Skipped, UserError
 from outputs import load_maps, save_maps
 
@@ -123,18 +124,21 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sig
     return torch.stack(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.float32)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float, radius: int | None = None) -> torch.Tensor:
+    """Separable Gaussian blur of a batch, reflect-padded (radius default: ceil(2 sigma))."""
+    r = max(1, int(np.ceil(2 * sigma))) if radius is None else radius
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(device=x.device, dtype=x.dtype)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def blurred(images: torch.Tensor, sigma_frac: float = 1 / 16) -> torch.Tensor:
     """Gaussian-blurred copies (sigma = sigma_frac x image side, reflect padding): the 'blurred' IG baseline."""
     x = images.detach().float()
-    side = x.shape[-1]
-    sigma = max(sigma_frac * side, 0.5)
-    radius = min(int(3 * sigma), side - 1, x.shape[-2] - 1)
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-    k = (k / k.sum()).to(x.device)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-    return x
+    sigma = max(sigma_frac * x.shape[-1], 0.5)
+    return gaussian_blur(x, sigma, min(int(3 * sigma), x.shape[-1] - 1, x.shape[-2] - 1))
 
 
 def ig_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
@@ -188,11 +192,8 @@ def capture_output(layer: nn.Module) -> Iterator[dict]:
         store["out"] = output
         return output.clone()
 
-    handle = layer.register_forward_hook(hook)
-    try:
+    with forward_hook(layer, hook):
         yield store
-    finally:
-        handle.remove()
 
 
 def gradcam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets, batch_size: int = 4) -> np.ndarray:
