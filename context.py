@@ -14,7 +14,7 @@ import dataset
 import demo
 import settings as settings_mod
 from errors import Skipped, UserError
-from model import Preprocess, build_network, find_module, load_weights, probe_4d_modules, read_checkpoint, \
+from model import Autocast, Preprocess, autocast, build_network, find_module, load_weights, probe_4d_modules, read_checkpoint, \
     sha256_file
 
 
@@ -42,6 +42,7 @@ class RunContext:
     checkpoint_sha256: str | None
     checkpoint_meta: dict
     cv2_mode: bool
+    precision: str = "fp32"      # of the forward-only passes (--precision; --time-budget may switch it to bf16)
     cache: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)   # numbers tasks report (into run.json)
 
@@ -49,6 +50,11 @@ class RunContext:
     def net(self) -> nn.Module:
         """The user's own network (layer names refer to it)."""
         return self.model.net
+
+    def infer_model(self) -> nn.Module:
+        """The model for forward-only passes (predictions, LIME, occlusion, deletion/insertion): bf16 autocast
+        under --precision bf16; gradient methods always use the fp32 `model`."""
+        return self.model if self.precision == "fp32" else Autocast(self.model, self.device)
 
     @property
     def files(self) -> list[str]:
@@ -63,7 +69,7 @@ class RunContext:
     def probs(self) -> np.ndarray:
         """Softmax probabilities of the selected images (computed once, shared by every task)."""
         if "probs" not in self.cache:
-            self.cache["probs"] = predict(self.model, self.images, self.device, self.settings["batch_size"])
+            self.cache["probs"] = predict(self.infer_model(), self.images, self.device, self.settings["batch_size"])
         return self.cache["probs"]
 
     def preds(self) -> np.ndarray:
@@ -104,7 +110,7 @@ class RunContext:
         key = f"split:{name}"
         if key not in self.cache:
             images = self.split(name)
-            probs = predict_split(self.model, images, self.input_size, self.device, self.settings["eval_batch_size"],
+            probs = predict_split(self.infer_model(), images, self.input_size, self.device, self.settings["eval_batch_size"],
                                   self.cv2_mode, self.settings["loader_workers"])
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
             self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
@@ -223,6 +229,7 @@ def build(args: argparse.Namespace) -> RunContext:
     mean = _floats(args.mean, "--mean") or meta.get("mean")
     std = _floats(args.std, "--std") or meta.get("std")
     device = pick_device(args.device)
+    autocast(device, args.precision or "fp32")  # an unsupported --precision fails before any work
     if net is None:
         net = build_network(arch, num_classes, float(arch_opts.get("width", 1.0)), input_size)
         if state is not None:
@@ -252,7 +259,8 @@ def build(args: argparse.Namespace) -> RunContext:
                       class_names=class_names, data=data, demo=use_demo, imageset=imageset, indices=indices,
                       images=images, labels=labels, masks=masks, out=out, seed=args.seed, settings=run_settings,
                       checkpoint=ckpt, checkpoint_sha256=sha256_file(ckpt) if ckpt else None,
-                      checkpoint_meta={k: v for k, v in meta.items()}, cv2_mode=cv2_mode)
+                      checkpoint_meta={k: v for k, v in meta.items()}, cv2_mode=cv2_mode,
+                      precision=args.precision or "fp32")
 
 
 def _image_spec(items: list[str] | None) -> list[str] | None:

@@ -4,9 +4,8 @@ Compute (classifier_fn, explain_images, weight_maps) is kept apart from the two 
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ import confusion
 import dataset
 import draw
 from errors import UserError
+from model import autocast
 from outputs import save_maps
 
 COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11, min_weight=0.05)
@@ -26,19 +26,6 @@ COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11
 # confident model (weights ~1e-5), so the threshold is 5% of the image's largest |weight| instead.
 COURSE_MIN_WEIGHT = 0.05
 TOP_K = 5                # superpixels shown in the detail figure's "top positive / negative" panels
-
-
-def autocast(device: torch.device, precision: str) -> ContextManager:
-    """bf16 autocast for --precision bf16 (CPU or a CUDA device that supports it), else nothing."""
-    if precision == "fp32":
-        return nullcontext()
-    if precision != "bf16":
-        raise UserError(f"--precision {precision!r}: use fp32 or bf16")
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--precision bf16 is supported on cpu and cuda, not {device.type}")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def classifier(model: nn.Module, device: torch.device, batch_size: int, precision: str = "fp32",
@@ -137,7 +124,7 @@ def run_lime(ctx, images: torch.Tensor, files: Sequence[str], num_samples: int, 
     from tqdm import tqdm
 
     s = ctx.settings
-    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.args.precision)
+    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.precision)
     seg = segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
     with tqdm(total=len(files) * num_samples, desc=desc, unit="sample", leave=False, disable=None) as bar:
         return explain_images(fn, images, [image_seed(ctx, f) for f in files], ctx.num_classes, num_samples,
@@ -243,13 +230,13 @@ def task_lime(ctx) -> list[Path]:
     files = [save_maps(ctx.out, "lime", maps, ctx.files, targets, preds, segments=segs)]
     caps = [draw.caption(f, ctx.class_names, t, p, pr[p], lb)
             for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
-    how = f"{s['lime_samples']} samples, SLIC {s['lime_segments']} segments, {ctx.args.precision}"
+    how = f"{s['lime_samples']} samples, SLIC {s['lime_segments']} segments, {ctx.precision}"
     files.append(draw_course(ctx.images, exps, caps, targets, preds, ctx.class_names,
                              f"LIME: superpixels for and against\n({how})", ctx.out / "lime.png"))
     files.append(draw_details(ctx.images, exps, caps, targets, preds, ctx.class_names,
                               f"LIME details: superpixels, strongest evidence and weights ({how})",
                               ctx.out / "lime_details.png"))
-    ctx.results["lime"] = {"samples": s["lime_samples"], "precision": ctx.args.precision,
+    ctx.results["lime"] = {"samples": s["lime_samples"], "precision": ctx.precision,
                            "superpixels": {f: int(e.segments.max()) + 1 for f, e in zip(ctx.files, exps)},
                            # lime keeps the score of the last class it fits: the top-ranked (predicted) one
                            "local_fit_r2_pred": {f: float(e.score) for f, e in zip(ctx.files, exps)}}

@@ -58,8 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="forward passes of perturbation methods (LIME): bf16 autocasts them where supported")
+    p.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="forward-only passes (predictions and confusion matrix, LIME, occlusion, deletion/insertion): "
+                        "fp32 (default) or bf16 autocast where supported (about 2x on CPUs with AVX-512 BF16); "
+                        "gradients stay fp32")
     p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
                    help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
@@ -150,6 +152,7 @@ def run_record(args: argparse.Namespace, ctx, rows: list[tuple[str, float, str]]
         "preprocess": {"bgr": ctx.model.bgr, "cv2": ctx.cv2_mode, "mean": ctx.model.mean.flatten().tolist(),
                        "std": ctx.model.std.flatten().tolist()},
         "device": str(ctx.device),
+        "precision": ctx.precision,
         "torch_threads": torch.get_num_threads(),
         "seed": ctx.seed,
         "settings": ctx.settings,

@@ -255,7 +255,7 @@ def _extra_maps(ctx, method: str, images: torch.Tensor, targets: np.ndarray, fil
     if method == "occlusion":
         import occlusion
 
-        return occlusion.occlusion(ctx.model, images, targets, s["occlusion_patch"], s["occlusion_stride"],
+        return occlusion.occlusion(ctx.infer_model(), images, targets, s["occlusion_patch"], s["occlusion_stride"],
                                    batch_size=s["batch_size"])
     return None
 
@@ -287,7 +287,7 @@ def _collect(ctx, s: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict], d
     if gt is not None:
         start, k = n, len(gt["files"])
         with torch.inference_mode():
-            gt_probs = torch.softmax(ctx.model(gt["images"].to(ctx.device)).float(), 1).cpu().numpy()
+            gt_probs = torch.softmax(ctx.infer_model()(gt["images"].to(ctx.device)).float(), 1).cpu().numpy()
         pool = {"images": torch.cat([pool["images"], gt["images"]]),
                 "masks": None if pool["masks"] is None else np.concatenate([pool["masks"], gt["masks"]]),
                 "files": pool["files"] + gt["files"], "labels": np.concatenate([pool["labels"], gt["labels"]]),
@@ -317,7 +317,7 @@ def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -
     images = pool["images"][idx]
     out: dict[str, Any] = {"files": [pool["files"][p] for p in idx]}
     for mode in ("deletion", "insertion"):
-        x, probs = perturbation_curves(ctx.model, images, ranks, entry["targets"], mode, int(s["deletion_steps"]),
+        x, probs = perturbation_curves(ctx.infer_model(), images, ranks, entry["targets"], mode, int(s["deletion_steps"]),
                                        int(s["batch_size"]), float(s["insertion_blur"]))
         out["x"], out[f"{mode}_curves"], out[f"{mode}_auc"] = x, probs, auc(x, probs)
     if pool["masks"] is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import pickle
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 from torch import nn
@@ -126,6 +127,45 @@ class Preprocess(nn.Module):
         if self.bgr:
             x = x.flip(1)
         return self.net((x - self.mean) / self.std)
+
+
+def autocast(device: torch.device, precision: str) -> ContextManager:
+    """bf16 autocast for --precision bf16 (CPU or a CUDA device that supports it), else nothing."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision != "bf16":
+        raise UserError(f"--precision {precision!r}: use fp32 or bf16")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--precision bf16 is supported on cpu and cuda, not {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 in hardware (a CUDA GPU that supports it; a CPU with AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Autocast(nn.Module):
+    """A model whose forward runs under bf16 autocast and returns fp32 outputs (--precision bf16's forward passes)."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        super().__init__()
+        autocast(device, "bf16")  # validate once: unsupported devices fail here with one line
+        self.model, self.device_type = model, device.type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(x).float()
 
 
 def sha256_file(path: str | Path) -> str:

@@ -64,7 +64,7 @@ def task_occlusion(ctx) -> list[Path]:
     """Occlusion maps of the selected images: arrays/occlusion.npz and occlusion.png."""
     s = ctx.settings
     targets, preds, probs = ctx.targets(), ctx.preds(), ctx.probs()
-    maps = occlusion(ctx.model, ctx.images, targets, s["occlusion_patch"], s["occlusion_stride"],
+    maps = occlusion(ctx.infer_model(), ctx.images, targets, s["occlusion_patch"], s["occlusion_stride"],
                      batch_size=s["batch_size"])
     files = [save_maps(ctx.out, "occlusion", maps, ctx.files, targets, preds)]
     peak = maps.reshape(len(maps), -1).max(1)

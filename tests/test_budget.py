@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import budget
 import main
+import model
 import settings
 
 
@@ -44,3 +47,39 @@ def test_default_run_warns_when_predicted_too_slow(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert code == 0 and "--time-budget 540" in err
     assert main.main(["--time-budget", "-3", "--task", "confusion", "--out", str(tmp_path / "o")]) == 2
+
+
+def _fake_rates(monkeypatch):
+    """A machine where bf16 forward passes run twice as fast as fp32 ones (no timing in the test)."""
+    monkeypatch.setattr(model, "native_bf16", lambda device: True)
+    monkeypatch.setattr(budget, "rate", lambda m, device, size, batch, grad, seconds=0.5:
+                        25.0 if grad else (200.0 if isinstance(m, model.Autocast) else 100.0))
+
+
+def test_budget_switches_forward_passes_to_bf16_first(tmp_path, capsys, monkeypatch):
+    """A budget that fp32 misses switches forward-only passes to bf16 before cutting samples, and says so."""
+    _fake_rates(monkeypatch)
+    names = ["lime"]
+    s = settings.resolve("cpu")
+    fp32 = 1.25 * sum(budget.predict(names, s, {"forward": 100.0, "backward": 25.0}, 4, 11, 0).values())
+    out = tmp_path / "o"
+    assert main.main(["--task", "lime", "--time-budget", str(fp32 * 0.6), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    record = json.loads((out / "run.json").read_text())
+    assert record["precision"] == "bf16" and record["results"]["budget"]["precision"] == "bf16"
+    assert record["results"]["lime"]["precision"] == "bf16"
+    assert "precision: fp32 -> bf16" in err and "lime_samples" not in err   # 2x fits 0.6x: no sample cut
+    assert record["settings"]["lime_samples"] == s["lime_samples"]
+
+
+@pytest.mark.parametrize("flag", [["--precision", "fp32"], []])
+def test_budget_keeps_fp32_when_asked_or_when_it_fits(tmp_path, capsys, monkeypatch, flag):
+    """An explicit --precision fp32 is kept (samples are cut instead); a budget that fits changes nothing."""
+    _fake_rates(monkeypatch)
+    seconds = "0.5" if flag else "100000"
+    out = tmp_path / "o"
+    assert main.main(["--task", "lime", "--time-budget", seconds, "--out", str(out), *flag]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["precision"] == "fp32"
+    changes = record["results"]["budget"]["changes"]
+    assert (any(c.startswith("lime_samples") for c in changes) if flag else changes == [])

@@ -127,5 +127,6 @@ def test_classes_skipped_without_labelled_split(demo_data, tmp_path):
 
 def test_unsupported_precision_is_a_user_error():
     from errors import UserError
+    from model import autocast
     with pytest.raises(UserError):
-        L.autocast(torch.device("cpu"), "fp8")
+        autocast(torch.device("cpu"), "fp8")

@@ -119,3 +119,23 @@ def test_layer_lookup_and_probe():
     assert order[0] == "cnn.0" and order[-1] == "cnn.19"
     res = model.probe_4d_modules(model.build_network("resnet18", 11), 64)
     assert res[-1] == "layer4.1.relu"  # the reused in-place ReLU counts at its last call
+
+
+def test_bf16_forward_passes_match_fp32_and_leave_gradients_alone(demo_data, tmp_path):
+    """--precision bf16: forward-only passes autocast (same predictions, probabilities close), gradients stay fp32."""
+    from conftest import make_ctx
+
+    ctx32, ctx16 = make_ctx(tmp_path / "a"), make_ctx(tmp_path / "b", "--precision", "bf16")
+    assert ctx32.infer_model() is ctx32.model and isinstance(ctx16.infer_model(), model.Autocast)
+    p32, p16 = ctx32.probs(), ctx16.probs()
+    assert p16.dtype == p32.dtype and (p16.argmax(1) == p32.argmax(1)).all() and abs(p16 - p32).max() < 0.05
+    with torch.inference_mode():
+        assert ctx16.infer_model()(ctx16.images[:1]).dtype == torch.float32
+    x = ctx16.images[:1].clone().requires_grad_(True)
+    ctx16.model(x)[0, 0].backward()
+    assert x.grad.dtype == torch.float32
+
+
+def test_bf16_on_an_unsupported_device_is_one_line(demo_data, tmp_path):
+    with pytest.raises(UserError, match="bf16"):
+        model.Autocast(torch.nn.Identity(), torch.device("meta"))
