@@ -16,6 +16,8 @@ from torch import nn
 from errors import UserError
 
 WARN_SECONDS = 540.0
+# Drawing and saving a task's figures, which no probe sees (bench/run.py: report 6 s, most tasks 0.3-1 s).
+DRAW_SECONDS = 0.6
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
 SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "smoothgrad_n": 4, "ig_steps": 8, "deletion_steps": 8,
             "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3, "trust_images": 1,
@@ -89,7 +91,7 @@ def predict(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_imag
     out = {}
     for t in tasks:
         fwd, bwd = passes(t, s, n_images, n_classes, n_eval)
-        out[t] = fwd / rates["forward"] + bwd / rates["backward"]
+        out[t] = fwd / rates["forward"] + bwd / rates["backward"] + DRAW_SECONDS
     if "confusion" in out:  # decoding shares the same cores with the model
         out["confusion"] += n_eval * rates.get("decode_seconds", 0.0)
     return out
