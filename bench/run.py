@@ -193,6 +193,12 @@ def cli() -> None:
         from settings import resolve
 
         best = probe(model, device, 128, resolve(device.type))
+        if native_bf16(device):
+            from budget import rate as probe_rate
+            from model import Autocast
+
+            best["forward_bf16"] = probe_rate(Autocast(model, device), device, 128, resolve(device.type)["batch_size"],
+                                              False, seconds=2.0)
     else:
         best = tight_loop(model, device)
     run_pipeline(data, ckpt, CACHE / f"out-{a.arch}", a.device, best, a.args)

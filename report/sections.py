@@ -789,7 +789,8 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         rows.append(["preprocessing", f"bgr {pre.get('bgr')}, cv2 {pre.get('cv2')}, mean {pre.get('mean')}, "
                                       f"std {pre.get('std')}"])
     rows.append(["data", f"{r.get('data', '-')}" + (" (embedded demo)" if r.get("demo") else "")])
-    rows.append(["device", f"{r.get('device', '-')}, torch threads {r.get('torch_threads', '-')}"])
+    rows.append(["device", f"{r.get('device', '-')}, torch threads {r.get('torch_threads', '-')}, forward-only "
+                           f"passes in {r.get('precision', 'fp32')} (gradients fp32)"])
     s.tables.append(Table(["item", "value"], rows, "Run"))
     if run.settings:
         pairs = [[k, str(v)] for k, v in sorted(run.settings.items())]

@@ -25,6 +25,8 @@ def test_plan_scales_down_only_as_needed():
     tiny, changes = budget.plan(names, s, rates, 4, 11, 0, budget=0.01)
     assert all(min(floor, s[k]) <= tiny[k] <= s[k] for k, floor in budget.SCALABLE.items())
     assert "still predicted" in changes[-1]
+    # the sanity check re-runs the gradient methods once per parameterised layer: deeper nets cost more
+    assert budget.passes("trust", s, 4, 11, 0, 26)[1] == 2 * budget.passes("trust", s, 4, 11, 0, 13)[1]
 
 
 def test_time_budget_is_recorded_in_run_json(tmp_path, capsys):
