@@ -17,7 +17,6 @@ from torch import nn
 import confusion
 import dataset
 import draw
-from errors import UserError
 from model import autocast
 from outputs import save_maps
 
