@@ -43,10 +43,11 @@ def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bo
     return n / max(time.perf_counter() - t0, 1e-9)
 
 
-def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0
-          ) -> dict[str, float]:
-    """Images per second for forward passes (at batch_size) and forward+backward passes (at grad_batch_size)."""
-    return {"forward": rate(model, device, size, s["batch_size"], False, seconds / 2),
+def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0,
+          forward_model: nn.Module | None = None) -> dict[str, float]:
+    """Images per second for forward passes (at batch_size; through forward_model when given, e.g. bf16) and
+    forward+backward passes (at grad_batch_size)."""
+    return {"forward": rate(forward_model or model, device, size, s["batch_size"], False, seconds / 2),
             "backward": rate(model, device, size, s["grad_batch_size"], True, seconds / 2)}
 
 
@@ -142,9 +143,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
 
     if seconds is not None and seconds <= 0:
         raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
-    rates = probe(ctx.infer_model(), ctx.device, ctx.input_size, ctx.settings)
-    if ctx.precision != "fp32":  # gradients are always fp32
-        rates["backward"] = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings)["backward"]
+    rates = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings, forward_model=ctx.infer_model())
     eval_dir = ctx.data / ctx.args.eval_split
     n_eval = len(dataset.list_images(eval_dir)) if eval_dir.is_dir() and "confusion" in task_names else 0
     if n_eval:
