@@ -126,7 +126,21 @@ class Preprocess(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bgr:
             x = x.flip(1)
-        return self.net((x - self.mean) / self.std)
+        return logits_of(self.net((x - self.mean) / self.std))
+
+
+def logits_of(out: Any) -> torch.Tensor:
+    """The logits in a model's output: a tensor, the first item of a tuple/list, a dict's 'logits', or `.logits`."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return logits_of(out[0])
+    if isinstance(out, dict) and "logits" in out:
+        return logits_of(out["logits"])
+    if isinstance(getattr(out, "logits", None), torch.Tensor):
+        return out.logits
+    raise TypeError(f"the model returned {type(out).__name__}; expected logits as a tensor, a tuple/list whose "
+                    f"first item is the logits, a dict with 'logits', or an object with .logits")
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
