@@ -144,7 +144,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
     if seconds is not None and seconds <= 0:
         raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
     rates = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings, forward_model=ctx.infer_model())
-    eval_dir = ctx.data / ctx.args.eval_split
+    eval_dir = ctx.data / ctx.opts.eval_split
     n_eval = len(dataset.list_images(eval_dir)) if eval_dir.is_dir() and "confusion" in task_names else 0
     if n_eval:
         rates["decode_seconds"] = decode_seconds(eval_dir, ctx.input_size, ctx.cv2_mode)
@@ -162,7 +162,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
                   file=sys.stderr)
         return
     changes = []
-    if before > seconds and ctx.args.precision is None and ctx.precision == "fp32" and native_bf16(ctx.device):
+    if before > seconds and ctx.opts.precision is None and ctx.precision == "fp32" and native_bf16(ctx.device):
         bf16 = dict(rates, forward=rate(Autocast(ctx.model, ctx.device), ctx.device, ctx.input_size,
                                         ctx.settings["batch_size"], False))
         if total(ctx.settings, bf16) < 0.95 * before:  # only where forward-only passes are a real share
@@ -174,7 +174,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
     ctx.settings.update(new)
     for line in changes:
         print(f"time budget: {line}", file=sys.stderr)
-    ctx.results["budget"] = {"seconds": seconds, "precision": ctx.precision,
+    ctx.plan = {"seconds": seconds, "precision": ctx.precision,
                              "probe": {k: round(v, 4) for k, v in rates.items()},
                              "predicted_seconds_before": round(before, 1),
                              "predicted_seconds_after": round(total(new, rates), 1), "changes": changes}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-import draw
 from outputs import write_csv
+from records import ConfusionResult
 
 
 def confusion_counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -32,6 +32,8 @@ def most_confused(counts: np.ndarray) -> np.ndarray:
 
 def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path) -> Path:
     """Row-normalised matrix with counts in every cell and per-class accuracy on the row labels."""
+    import draw
+
     n = len(names)
     rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     acc = per_class_accuracy(counts)
@@ -54,19 +56,14 @@ def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path)
     return draw.save(fig, path)
 
 
-def task_confusion(ctx) -> list[Path]:
+def task_confusion(ctx) -> ConfusionResult:
     """Predict a whole labelled split (validation by default) and write the confusion matrix and CSVs."""
-    split = ctx.args.eval_split
+    split = ctx.opts.eval_split
     pred = ctx.eval_predictions()
     labels, probs = pred["labels"], pred["probs"]
     preds = probs.argmax(1)
     counts = confusion_counts(labels, preds, ctx.num_classes)
     acc = float((preds == labels).mean())
-    ctx.results["confusion"] = {"split": split, "images": int(len(labels)), "accuracy": acc,
-                                "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in
-                                                       zip(ctx.class_names, per_class_accuracy(counts))},
-                                "most_confused": {n: (ctx.class_names[c] if c >= 0 else None) for n, c in
-                                                  zip(ctx.class_names, most_confused(counts))}}
     title = f"Confusion matrix on {split} ({len(labels)} images, accuracy {acc:.3f})"
     files = [draw_confusion(counts, ctx.class_names, title, ctx.out / "confusion_matrix.png")]
     files.append(write_csv(ctx.out / "confusion_matrix.csv", ["true \\ predicted"] + ctx.class_names,
@@ -75,4 +72,8 @@ def task_confusion(ctx) -> list[Path]:
                            ["file", "label", "label_name", "pred", "pred_name", "prob_pred"],
                            [[f, int(lb), ctx.class_names[lb], int(p), ctx.class_names[p], f"{pr[p]:.6f}"]
                             for f, lb, p, pr in zip(pred["files"], labels, preds, probs)]))
-    return files
+    return ConfusionResult(files=files, split=split, images=int(len(labels)), accuracy=acc,
+                           per_class_accuracy={n: (None if np.isnan(a) else float(a)) for n, a in
+                                               zip(ctx.class_names, per_class_accuracy(counts))},
+                           most_confused={n: (ctx.class_names[c] if c >= 0 else None) for n, c in
+                                          zip(ctx.class_names, most_confused(counts))})

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import draw
 import saliency
 from errors import UserError
 from hooks import Tap
+from records import ClassModelsResult, DeepDreamResult
 
 Objective = Callable[[torch.Tensor], torch.Tensor]   # images N x 3 x H x W -> per-image values N
 
@@ -151,8 +151,10 @@ def default_layers(conv_layers: list[str]) -> list[str]:
     return list(dict.fromkeys([conv_layers[len(conv_layers) // 3], conv_layers[-1]]))
 
 
-def task_deepdream(ctx) -> list[Path]:
+def task_deepdream(ctx) -> DeepDreamResult:
     """Dream the selected images on a shallow and a deep layer; figure with the objective's increase."""
+    import draw
+
     s = ctx.settings
     spec = s.get("dream_objective", "l2")
     kind, index = parse_objective(spec)
@@ -162,7 +164,7 @@ def task_deepdream(ctx) -> list[Path]:
         layers = [f"logit of {ctx.class_names[index]}"]
         objectives = [logit_objective(ctx.model, index, ctx.input_size)]
     else:
-        layers = ctx.args.layer or default_layers(ctx.conv_layers())
+        layers = list(ctx.opts.layer) or default_layers(ctx.conv_layers())
         objectives = [layer_objective(ctx.model, ctx.layer(name), kind, index) for name in layers]
     images = ctx.images.to(ctx.device)
     what = {"l2": "L2 norm", "mean": "mean", "filter": f"filter {index} mean", "logit": "logit"}[kind]
@@ -175,7 +177,6 @@ def task_deepdream(ctx) -> list[Path]:
         dreamed.append(out.cpu())
         results[name] = {"before": before.tolist(), "after": after.tolist(),
                          "increase": (after / np.where(before == 0, np.nan, before)).tolist()}
-    ctx.results["deepdream"] = {"objective": spec, "files": ctx.files, "layers": results}
     probs, preds = ctx.probs(), ctx.preds()
     title = (f"Deep Dream: gradient ascent on the {what} of a layer's activation\n"
              f"{s['dream_octaves']} octaves x {s['dream_steps']} steps, scale {s['dream_octave_scale']}, "
@@ -190,18 +191,20 @@ def task_deepdream(ctx) -> list[Path]:
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
             draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
     draw.layout(fig)
-    return [draw.save(fig, ctx.out / "deepdream.png")]
+    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], objective=spec, images=list(ctx.files),
+                           layers=results)
 
 
-def task_classviz(ctx) -> list[Path]:
+def task_classviz(ctx) -> ClassModelsResult:
     """One class-model image per class (all in one batch); gallery with the reached probability."""
+    import draw
+
     s = ctx.settings
     classes = list(range(ctx.num_classes))
     gens = [ctx.torch_generator("classviz", c) for c in classes]
     images, probs = class_models(ctx.model, classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
                                  s["classviz_l2"])
     reached = probs[classes, classes]
-    ctx.results["classviz"] = {name: float(p) for name, p in zip(ctx.class_names, reached)}
     ncols = min(6, len(classes))
     nrows = -(-len(classes) // ncols)
     title = (f"Class models (Simonyan et al. 2014): images maximising each class logit from noise\n"
@@ -215,4 +218,5 @@ def task_classviz(ctx) -> list[Path]:
         note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[c, top]:.2f})"
         draw.show_image(ax, images[c], f"{ctx.class_names[c]}\np = {reached[c]:.3f}{note}")
     draw.layout(fig)
-    return [draw.save(fig, ctx.out / "class_models.png")]
+    return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")],
+                             reached={name: float(p) for name, p in zip(ctx.class_names, reached)})

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import draw
 from errors import UserError
 from hooks import Tap, forward_hook
+from records import FiltersResult
 
 # Course default for the TA's HW5 model (cnn.15 = the ReLU after the 2nd conv of the 2nd stack).
 HW5TA_DEFAULT_LAYER = "cnn.15"
@@ -226,6 +226,8 @@ def noise_activations(model: nn.Module, module: nn.Module, filters: Sequence[int
 def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int], layer_label: str, title: str,
                      path: Path) -> Path:
     """A grid of optimised images, each titled with layer, filter id and the activation reached."""
+    import draw
+
     n = len(filters)
     cols = min(n, max(4, math.ceil(math.sqrt(n))))   # at least 4 wide, so the suptitle fits
     rows = math.ceil(n / cols)
@@ -242,6 +244,8 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
 def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Sequence[str], filter_images: np.ndarray,
                            filters: Sequence[int], layer_label: str, title: str, path: Path) -> Path:
     """Images on top, each filter's activation maps below (one shared colour range per filter, colour bar)."""
+    import draw
+
     n, nf = len(images), len(filters)
     fig, axes = draw.figure(nf + 1, n + 1, cell=(2.1, 1.95), title=title, extra_width=0.9)
     axes[0, 0].axis("off")
@@ -264,10 +268,12 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
     return draw.save(fig, path)
 
 
-def task_filters(ctx) -> list[Path]:
+def task_filters(ctx) -> FiltersResult:
     """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
+    import draw
+
     s = ctx.settings
-    names = ctx.args.layer or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
+    names = list(ctx.opts.layer) or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
     layers = list(dict.fromkeys(resolve_layer(ctx.net, n) for n in names))
     chunk, size = int(s["filter_chunk"]), ctx.input_size
     captions = [draw.caption(f, ctx.class_names, None, int(p), float(pr[p]), int(t))
@@ -281,7 +287,7 @@ def task_filters(ctx) -> list[Path]:
         module = ctx.layer(layer)
         with torch.no_grad(), Tap(module, stop=True) as tap:
             channels = tap.run(ctx.model, ctx.images[:1].to(ctx.device)).shape[1]
-        filters = parse_filters(ctx.args.filters, channels, int(s["filter_count"]))
+        filters = parse_filters(ctx.opts.filters, channels, int(s["filter_count"]))
         label = layer + (f" ({aliases[layer]})" if layer in aliases else "")
 
         def gens() -> list[torch.Generator]:
@@ -312,5 +318,4 @@ def task_filters(ctx) -> list[Path]:
             "alias": aliases.get(layer), "filters": filters, "plain_activation": plain_act.tolist(),
             "robust_activation": robust_act.tolist(), "noise_activation": noise_act.tolist(),
             "image_mean_activation": maps.mean(axis=(2, 3)).mean(0).tolist()}
-    ctx.results["filters"] = record
-    return files
+    return FiltersResult(files=files, precision=ctx.precision, **record)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import tasks
-from errors import Skipped, UserError
+from errors import ExplainInputError, Skipped, UserError
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -59,9 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
     p.add_argument("--precision", choices=("fp32", "bf16"),
-                   help="forward-only passes (predictions and confusion matrix, LIME, occlusion, deletion/insertion): "
-                        "fp32 (default) or bf16 autocast where supported (about 2x on CPUs with AVX-512 BF16); "
-                        "gradients stay fp32")
+                   help="forward-only sampling passes (LIME, SHAP, occlusion, deletion/insertion) and optimised "
+                        "pictures (filters, Deep Dream, class models): default bf16 where the device computes it "
+                        "natively (AVX-512 BF16 / AMX CPUs, bf16 GPUs), else fp32; attribution gradients and "
+                        "predictions stay fp32")
     p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
                    help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
@@ -80,90 +80,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def task_list(args: argparse.Namespace) -> list[str]:
-    """The tasks to run, validated, in registry order."""
-    if not args.task:
+def task_list(asked: tuple[str, ...]) -> list[str]:
+    """The tasks to run, validated, in registry order (no names: the default list)."""
+    if not asked:
         return tasks.default_tasks()
-    asked = [t.strip() for item in args.task for t in item.split(",") if t.strip()]
     unknown = [t for t in asked if t not in tasks.names()]
     if unknown:
         raise UserError(f"unknown task {unknown[0]!r}; tasks: {', '.join(tasks.names())}")
     return [t for t in tasks.names() if t in asked]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(opts) -> int:
     """Run the tasks; returns the exit code."""
+    import dataclasses
+
     import context
     from outputs import write_json
 
-    names = task_list(args)
+    names = task_list(opts.tasks)
     rows: list[tuple[str, float, str]] = []
     started = time.perf_counter()
     if "train" in names:
         import train
 
         t0 = time.perf_counter()
-        saved = train.task_train(args)
+        saved = train.task_train(opts)
         rows.append(("train", time.perf_counter() - t0, str(saved)))
         names.remove("train")
-        if names and not args.checkpoint:
-            args.checkpoint = str(saved)
-    ctx = None
+        if names and not opts.checkpoint:
+            opts = dataclasses.replace(opts, checkpoint=str(saved))
     if names:
         t0 = time.perf_counter()
-        ctx = context.build(args)
+        ctx = context.build(opts)
         rows.append(("setup", time.perf_counter() - t0, f"{len(ctx.indices)} images from {ctx.imageset.name}/"))
-        ctx.cache["timings"] = rows   # the report task lists the timings so far (run.json comes after it)
-        if args.time_budget is not None or names == tasks.default_tasks():
+        ctx.timings = rows   # the report task lists the timings so far (run.json comes after it)
+        if opts.time_budget is not None or names == tasks.default_tasks():
             import budget
 
-            budget.apply(ctx, names, args.time_budget)
+            budget.apply(ctx, names, opts.time_budget)
         for name in names:
             t0 = time.perf_counter()
             try:
-                files = tasks.get(name)(ctx)
+                result = tasks.get(name)(ctx)
+                ctx.results[name] = result
                 what = ", ".join(str(Path(f).relative_to(ctx.out)) if Path(f).is_relative_to(ctx.out) else str(f)
-                                 for f in files)
+                                 for f in result.files)
             except Skipped as why:
                 what = f"skipped: {why}"
             rows.append((name, time.perf_counter() - t0, what))
             print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
-        write_json(ctx.out / "run.json", run_record(args, ctx, rows, time.perf_counter() - started))
+        write_json(ctx.out / "run.json", ctx.record(time.perf_counter() - started))
     print_table(rows, time.perf_counter() - started)
     return 0
-
-
-def run_record(args: argparse.Namespace, ctx, rows: list[tuple[str, float, str]], total: float) -> dict:
-    """What run.json holds: settings actually used, versions, seeds, checkpoint, timings, task results."""
-    import numpy
-    import torch
-
-    return {
-        "command": " ".join(["python", "main.py"] + sys.argv[1:]),
-        "arguments": {k: v for k, v in sorted(vars(args).items())},
-        "arch": ctx.arch,
-        "input_size": ctx.input_size,
-        "class_names": ctx.class_names,
-        "data": str(ctx.data),
-        "demo": ctx.demo,
-        "checkpoint": str(ctx.checkpoint) if ctx.checkpoint else None,
-        "checkpoint_sha256": ctx.checkpoint_sha256,
-        "checkpoint_meta": ctx.checkpoint_meta,
-        "preprocess": {"bgr": ctx.model.bgr, "cv2": ctx.cv2_mode, "mean": ctx.model.mean.flatten().tolist(),
-                       "std": ctx.model.std.flatten().tolist()},
-        "device": str(ctx.device),
-        "precision": ctx.precision,
-        "torch_threads": torch.get_num_threads(),
-        "seed": ctx.seed,
-        "settings": ctx.settings,
-        "images": [{"file": f, "index": i, "label": int(lb), "pred": int(p), "target": int(t)}
-                   for f, i, lb, p, t in zip(ctx.files, ctx.indices, ctx.labels, ctx.preds(), ctx.targets())],
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
-        "timings": {name: round(sec, 3) for name, sec, _ in rows},
-        "tasks": {name: what for name, _, what in rows},
-        "total_seconds": round(total, 3),
-        "results": ctx.results,
-    }
 
 
 def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
@@ -176,10 +144,13 @@ def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal error."""
+    import context
+
     args = parse_args(argv)
     try:
-        return run(args)
-    except UserError as exc:
+        return run(context.Options.from_args(args, " ".join(["python", "main.py"] + list(sys.argv[1:] if argv is None
+                                                                                         else argv))))
+    except ExplainInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

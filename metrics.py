@@ -25,26 +25,26 @@ import torch.nn.functional as F
 from torch import nn
 
 import saliency
+from explain import model_device
+from records import TrustResult
+from settings import TRUST_KEYS
 
-METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion")
-GRADIENT_METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam")
 METRICS = ("deletion_auc", "insertion_auc", "pointing_game", "mass_in_mask", "mass_in_mask_ratio",
            "sanity_spearman")
 SANITY_FAIL = 0.5          # Spearman >= this after full randomisation: "fails sanity check"
-TRUST_KEYS = ("trust_images", "deletion_steps", "sanity_images", "sanity_smoothgrad_n", "sanity_ig_steps",
-              "insertion_blur")
 
-MapFn = Callable[[nn.Module, "nn.Module | None", torch.Tensor, np.ndarray], np.ndarray]
+MapFn = Callable[[nn.Module, torch.Tensor, np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------- pure compute: faithfulness
 
-def fit_maps(maps: np.ndarray, size: int) -> np.ndarray:
-    """Maps N x h x w resized (bilinear) to N x size x size float32, NaN/inf replaced by 0."""
+def fit_maps(maps: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
+    """Maps N x h x w resized (bilinear) to N x height x width float32, NaN/inf replaced by 0."""
+    size = (height, height if width is None else width)
     maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if maps.shape[1:] == (size, size):
+    if maps.shape[1:] == size:
         return maps
-    t = F.interpolate(torch.from_numpy(maps)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    t = F.interpolate(torch.from_numpy(maps)[:, None], size=size, mode="bilinear", align_corners=False)
     return t[:, 0].numpy()
 
 
@@ -70,7 +70,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
         raise ValueError(f"mode must be deletion or insertion, got {mode!r}")
     n, c, h, w = images.shape
     counts = (np.arange(steps + 1) * (h * w)) // steps          # pixels changed after each step: 0 .. H*W
-    device = next(model.parameters()).device
+    device = model_device(model)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     ranks_t = torch.as_tensor(np.asarray(ranks), dtype=torch.int64)
     counts_t = torch.as_tensor(counts, dtype=torch.int64)
@@ -157,11 +157,11 @@ def reinitialise(module: nn.Module, seed: int) -> None:
                 p.normal_(0.0, 0.02)
 
 
-def cascade(model: nn.Module, net: nn.Module, layer_name: str | None, images: torch.Tensor, targets: np.ndarray,
+def cascade(model: nn.Module, net: nn.Module, images: torch.Tensor, targets: np.ndarray,
             methods: dict[str, MapFn], seed: int) -> dict[str, Any]:
     """Cascading randomisation from the output layer down on a deep copy of `model` (whose user network is `net`).
 
-    Each method is fn(model, layer_module, images, targets) -> N x H x W maps. Returns
+    Each method is fn(model_copy, images, targets) -> N x H x W maps (layer names resolve inside the copy). Returns
     {"layers": ["original", name...], "maps": {method: steps x N x H x W}, "spearman": {method: steps x N}},
     where row k holds the maps after re-initialising the top k parameterised modules.
     """
@@ -169,15 +169,13 @@ def cascade(model: nn.Module, net: nn.Module, layer_name: str | None, images: to
     work = copy.deepcopy(model).eval()
     work_net = work.get_submodule(path) if path else work
     modules = dict(work_net.named_modules())
-    device = next(model.parameters()).device
-    names = parameterised_modules(work, work_net, images[:1].to(device))
-    layer = modules[layer_name] if layer_name else None
+    names = parameterised_modules(work, work_net, images[:1].to(model_device(model)))
     maps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     for step, name in enumerate([None] + names[::-1]):
         if name is not None:
             reinitialise(modules[name], int(np.random.default_rng([seed, step]).integers(0, 2 ** 62)))
         for method, fn in methods.items():
-            maps[method].append(np.asarray(fn(work, layer, images, targets), dtype=np.float32))
+            maps[method].append(np.asarray(fn(work, images, targets), dtype=np.float32))
     out_maps = {m: np.stack(v) for m, v in maps.items()}
     corr = {m: np.array([[spearman(v[0, i], v[k, i]) for i in range(v.shape[1])] for k in range(len(v))])
             for m, v in out_maps.items()}
@@ -196,18 +194,13 @@ def _module_path(model: nn.Module, net: nn.Module) -> str:
 # ---------------------------------------------------------------- the task
 
 def trust_settings(ctx) -> dict[str, Any]:
-    """The trust keys of the run's settings; `--trust full` (or --full) takes settings.FULL's, --set still wins."""
-    import settings as settings_mod
-
-    if getattr(ctx.args, "trust", "cheap") == "full" and not ctx.args.full:
-        full = settings_mod.resolve(ctx.device.type, True, ctx.args.set)
-        return {k: full[k] for k in TRUST_KEYS} | {"batch_size": ctx.settings["batch_size"]}
+    """The trust keys of the run's settings (resolved once: --full, --trust full, --set and --time-budget included)."""
     return {k: ctx.settings[k] for k in TRUST_KEYS} | {"batch_size": ctx.settings["batch_size"]}
 
 
 def is_full(ctx) -> bool:
     """`--trust full` or `--full`."""
-    return getattr(ctx.args, "trust", "cheap") == "full" or bool(ctx.args.full)
+    return ctx.opts.trust == "full" or bool(ctx.opts.full)
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -230,79 +223,60 @@ def _gt_pool(ctx) -> dict[str, Any] | None:
     idx = [val.files.index(f) for f in files]
     images, masks = dataset.load_batch(val, idx, ctx.input_size, ctx.cv2_mode)
     return {"images": images, "masks": masks, "labels": np.array([val.labels[i] for i in idx]),
-            "files": [f"validation/{f}" for f in files], "indices": idx}
+            "files": [f"validation/{f}" for f in files]}
 
 
-def _extra_maps(ctx, method: str, images: torch.Tensor, targets: np.ndarray, files: list[str],
-                indices: list[int]) -> np.ndarray | None:
-    """Maps of one method for images outside the run's selection, with the run's settings (None: not computable)."""
-    s = ctx.settings
-    bs = s["grad_batch_size"]
-    if method == "vanilla":
-        return saliency.vanilla(ctx.model, images, targets, bs)
-    if method == "smoothgrad":
-        return saliency.smoothgrad(ctx.model, images, targets, s["smoothgrad_n"], s["smoothgrad_sigma"], ctx.seed,
-                                   bs, indices=[10 ** 6 + i for i in indices])   # validation ids, apart from training's
-    if method == "integrated_gradients":
-        return saliency.integrated_gradients(ctx.model, images, targets, s["ig_steps"], s["ig_baseline"], bs)[0]
+def method_maps(ctx, method: str, images: torch.Tensor, targets: np.ndarray, keys: list[str],
+                sanity: bool = False, model: nn.Module | None = None) -> np.ndarray:
+    """One registered method's maps for any images, with the run's resolved settings (the sanity counts if asked)."""
+    import explain
+
+    m = explain.get_method(method)
+    opts = explain.method_options(method, ctx.settings, sanity)
     if method == "gradcam":
-        return saliency.gradcam(ctx.model, ctx.layer(saliency.gradcam_layer_name(ctx)), images, targets, bs)
-    if method == "lime":
-        import lime_explain
-
-        exps = lime_explain.run_lime(ctx, images, files, s["lime_class_samples"], "trust lime")
-        return lime_explain.weight_maps(exps, targets)
-    if method == "occlusion":
-        import occlusion
-
-        return occlusion.occlusion(ctx.infer_model(), images, targets, s["occlusion_patch"], s["occlusion_stride"],
-                                   batch_size=s["batch_size"])
-    return None
+        opts["layer"] = ctx.gradcam_layer()
+    return explain.attribute(ctx.model if model is None else model, images, targets, method,
+                             batch_size=ctx.settings[m.batch_key], seed=ctx.seed, keys=keys,
+                             precision=ctx.precision, **opts).maps
 
 
 def _collect(ctx, s: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict], dict[str, str]]:
-    """The image pool and, per method, which pool images it has maps for (maps, targets); plus skip notes."""
-    from outputs import load_maps
+    """The image pool and, per registered method, which pool images it has maps for (maps, targets); skip notes."""
+    import explain
+    from errors import Skipped
 
     n = min(int(s["trust_images"]), len(ctx.files))
+    size = (ctx.images.shape[-2], ctx.images.shape[-1])
     pool = {"images": ctx.images[:n], "masks": None if ctx.masks is None else ctx.masks[:n],
             "files": list(ctx.files[:n]), "labels": ctx.labels[:n], "probs": ctx.probs()[:n],
-            "seed_keys": [("selected", i) for i in range(n)]}
+            "seed_keys": [("selected", f) for f in ctx.files[:n]]}
     methods: dict[str, dict] = {}
     skipped: dict[str, str] = {}
-    for m in METHODS:
-        path = ctx.out / "arrays" / f"{m}.npz"
-        if not path.is_file():
+    for m in explain.method_names():
+        try:
+            att = ctx.attribution(m)
+        except Skipped as why:
+            skipped[m] = str(why)
             continue
-        arr = load_maps(path)
-        if list(arr["files"]) != list(ctx.files):
-            skipped[m] = f"arrays/{m}.npz was made for other images ({', '.join(arr['files'][:3])}...)"
-            continue
-        methods[m] = {"idx": list(range(n)), "maps": fit_maps(arr["maps"][:n], ctx.input_size),
-                      "targets": np.asarray(arr["targets"][:n])}
+        methods[m] = {"idx": list(range(n)), "maps": fit_maps(att.maps[:n], *size), "targets": att.targets[:n]}
     methods["random"] = {"idx": list(range(n)), "targets": ctx.targets()[:n],
-                         "maps": np.stack([ctx.rng("trust", "random", i).random((ctx.input_size, ctx.input_size))
-                                           for i in range(n)]).astype(np.float32)}
+                         "maps": np.stack([ctx.rng("trust", "random", f).random(size)
+                                           for f in ctx.files[:n]]).astype(np.float32)}
     gt = _gt_pool(ctx) if is_full(ctx) else None
     if gt is not None:
         start, k = n, len(gt["files"])
-        with torch.inference_mode():
-            gt_probs = torch.softmax(ctx.infer_model()(gt["images"].to(ctx.device)).float(), 1).cpu().numpy()
+        gt_probs = explain.predict(ctx.model, gt["images"], ctx.settings["batch_size"])
         pool = {"images": torch.cat([pool["images"], gt["images"]]),
                 "masks": None if pool["masks"] is None else np.concatenate([pool["masks"], gt["masks"]]),
                 "files": pool["files"] + gt["files"], "labels": np.concatenate([pool["labels"], gt["labels"]]),
                 "probs": np.concatenate([pool["probs"], gt_probs]),
-                "seed_keys": pool["seed_keys"] + [("gt", j) for j in range(k)]}
+                "seed_keys": pool["seed_keys"] + [("gt", f) for f in gt["files"]]}
         for m in list(methods):
-            maps = gt_maps = None
             if m == "random":
-                gt_maps = np.stack([ctx.rng("trust", "random-gt", j).random((ctx.input_size, ctx.input_size))
-                                    for j in range(k)]).astype(np.float32)
+                gt_maps = np.stack([ctx.rng("trust", "random-gt", f).random(size)
+                                    for f in gt["files"]]).astype(np.float32)
             else:
-                maps = _extra_maps(ctx, m, gt["images"], gt["labels"], gt["files"], gt["indices"])
-                gt_maps = None if maps is None else fit_maps(maps, ctx.input_size)
-            if gt_maps is None:
-                continue
+                gt_maps = fit_maps(method_maps(ctx, m, gt["images"], gt["labels"], gt["files"]), *size)
             methods[m] = {"idx": methods[m]["idx"] + list(range(start, start + k)),
                           "maps": np.concatenate([methods[m]["maps"], gt_maps]),
                           "targets": np.concatenate([methods[m]["targets"], gt["labels"]])}
@@ -330,24 +304,19 @@ def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -
     return out
 
 
-def sanity(ctx, s: dict[str, Any]) -> dict[str, Any]:
+def sanity(ctx, s: dict[str, Any], methods: list[str]) -> dict[str, Any]:
     """The cascading randomisation of the gradient methods on the first `sanity_images` selected images."""
+    import explain
+
     k = min(int(s["sanity_images"]), len(ctx.files))
-    layer_name = saliency.gradcam_layer_name(ctx)
-    bs, st = ctx.settings["grad_batch_size"], ctx.settings
-    indices = list(ctx.indices[:k])
-    methods: dict[str, MapFn] = {
-        "vanilla": lambda m, layer, x, t: saliency.vanilla(m, x, t, bs),
-        "smoothgrad": lambda m, layer, x, t: saliency.smoothgrad(
-            m, x, t, int(s["sanity_smoothgrad_n"]), st["smoothgrad_sigma"], ctx.seed, bs, indices=indices),
-        "integrated_gradients": lambda m, layer, x, t: saliency.integrated_gradients(
-            m, x, t, int(s["sanity_ig_steps"]), st["ig_baseline"], bs)[0],
-        "gradcam": lambda m, layer, x, t: saliency.gradcam(m, layer, x, t, bs),
-    }
+    grads = [m for m in methods if m in explain.METHODS and not explain.get_method(m).forward_only]
+    files = list(ctx.files[:k])
+    fns: dict[str, MapFn] = {m: (lambda work, x, t, m=m: method_maps(ctx, m, x, t, files, True, work))
+                             for m in grads}
     seed = int(ctx.rng("trust", "sanity").integers(0, 2 ** 62))
-    res = cascade(ctx.model, ctx.net, layer_name, ctx.images[:k], ctx.targets()[:k], methods, seed)
-    res["files"] = list(ctx.files[:k])
-    res["gradcam_layer"] = layer_name
+    res = cascade(ctx.model, ctx.net, ctx.images[:k], ctx.targets()[:k], fns, seed)
+    res["files"] = files
+    res["gradcam_layer"] = ctx.gradcam_layer() if "gradcam" in grads else None
     return res
 
 
@@ -400,6 +369,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
                 path: Path) -> Path:
     """trust_curves.png: the first image, its deletion and insertion curves per method, and the method x metric table."""
     import draw
+    import explain
 
     fig, axes = draw.figure(2, 3, cell=(4.0, 3.3), title="How far to trust each explanation: deletion / insertion "
                             f"(Petsiuk et al. 2018, {s['deletion_steps']} steps), ground truth, sanity check")
@@ -411,7 +381,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
     draw.show_image(axes[0, 0], pool["images"][i], draw.caption(pool["files"][i], ctx.class_names, target,
                                                                   int(p.argmax()), float(p.max()), int(pool["labels"][i]))
                     + "\n(the image where the methods differ most)")
-    colours = {m: f"C{i}" for i, m in enumerate(METHODS)} | {"random": "0.45"}
+    colours = {m: f"C{i}" for i, m in enumerate(explain.method_names())} | {"random": "0.45"}
     for ax, mode, better in ((axes[0, 1], "deletion", "lower"), (axes[0, 2], "insertion", "higher")):
         for m, sc in first.items():
             ax.plot(sc["x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"), ls="--" if m == "random" else "-",
@@ -456,6 +426,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
 def draw_sanity(ctx, san: dict[str, Any], path: Path, max_steps: int = 9) -> Path:
     """sanity_check.png: the cascade of |maps| for the first sanity image and the mean Spearman curves."""
     import draw
+    import explain
 
     layers = san["layers"]
     steps = list(range(len(layers)))
@@ -489,9 +460,10 @@ def draw_sanity(ctx, san: dict[str, Any], path: Path, max_steps: int = 9) -> Pat
     x = np.arange(len(layers))
     for i, m in enumerate(methods):
         v = san["spearman"][m]
-        curve.plot(x, v.mean(1), marker="o", ms=3, color=f"C{METHODS.index(m)}", label=m)
+        colour = f"C{explain.method_names().index(m)}"
+        curve.plot(x, v.mean(1), marker="o", ms=3, color=colour, label=m)
         if v.shape[1] > 1:
-            curve.fill_between(x, v.min(1), v.max(1), color=f"C{METHODS.index(m)}", alpha=0.15)
+            curve.fill_between(x, v.min(1), v.max(1), color=colour, alpha=0.15)
     curve.axhline(SANITY_FAIL, color="crimson", ls="--", lw=1, label=f"fails at or above {SANITY_FAIL}")
     curve.set_xticks(x)
     curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], fontsize=6)
@@ -507,17 +479,17 @@ def draw_sanity(ctx, san: dict[str, Any], path: Path, max_steps: int = 9) -> Pat
     return draw.save(fig, path)
 
 
-def task_trust(ctx) -> list[Path]:
-    """Deletion/insertion AUC, ground-truth scores and the sanity check for every attribution array in the output."""
+def task_trust(ctx) -> TrustResult:
+    """Deletion/insertion AUC, ground-truth scores and the sanity check for every registered method of this run."""
     from errors import Skipped
     from outputs import write_csv, write_json
 
     s = trust_settings(ctx)
     pool, methods, skipped = _collect(ctx, s)
     if len(methods) == 1:
-        raise Skipped("no attribution arrays for these images in the output folder (run the attribution tasks first)")
+        raise Skipped("no attribution method applies to this model")
     scores = {m: score(ctx, pool, e, s) | {"targets": e["targets"], "idx": e["idx"]} for m, e in methods.items()}
-    san = sanity(ctx, s)
+    san = sanity(ctx, s, list(methods))
     rows = tables(scores, san)
     per_image = {m: {"files": sc["files"], "deletion_auc": sc["deletion_auc"], "insertion_auc": sc["insertion_auc"]}
                  | ({"gt_files": sc["gt_files"], **{k: sc[k] for k in ("pointing_game", "mass_in_mask",
@@ -532,11 +504,11 @@ def task_trust(ctx) -> list[Path]:
     csv_rows = [[m] + [("" if r[metric][k] is None else (round(r[metric][k], 6) if k != "n" else r[metric][k]))
                        for metric in METRICS for k in ("mean", "std", "n")] + [r["sanity_check"]]
                 for m, r in rows.items()]
-    ctx.results["trust"] = {"mode": record["mode"], "images": len(pool["files"]),
-                            "settings": s, "skipped": skipped,
-                            "methods": {m: {metric: r[metric]["mean"] for metric in METRICS} |
-                                        {"sanity_check": r["sanity_check"]} for m, r in rows.items()}}
-    return [draw_curves(ctx, pool, scores, rows, s, ctx.out / "trust_curves.png"),
-            draw_sanity(ctx, san, ctx.out / "sanity_check.png"),
-            write_json(ctx.out / "trust.json", record),
-            write_csv(ctx.out / "trust.csv", header, csv_rows)]
+    files = [draw_curves(ctx, pool, scores, rows, s, ctx.out / "trust_curves.png"),
+             draw_sanity(ctx, san, ctx.out / "sanity_check.png"),
+             write_json(ctx.out / "trust.json", record),
+             write_csv(ctx.out / "trust.csv", header, csv_rows)]
+    return TrustResult(files=files, precision=ctx.precision, mode=record["mode"], images=len(pool["files"]),
+                       settings=s, skipped=skipped,
+                       methods={m: {metric: r[metric]["mean"] for metric in METRICS} |
+                                {"sanity_check": r["sanity_check"]} for m, r in rows.items()})

@@ -75,12 +75,18 @@ FULL: dict[str, Any] = {
 }
 
 
-def resolve(device_type: str, full: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Settings for a device type ('cpu' or 'cuda'), with --full and --set key=value applied."""
+# The trust metrics' own keys: `--trust full` takes FULL's values for these alone.
+TRUST_KEYS = ("trust_images", "deletion_steps", "sanity_images", "sanity_smoothgrad_n", "sanity_ig_steps",
+              "insertion_blur")
+
+
+def resolve(device_type: str, full: bool = False, overrides: list[str] | None = None,
+            trust_full: bool = False) -> dict[str, Any]:
+    """Settings for a device type ('cpu' or 'cuda'), with --full (or --trust full's keys) and --set key=value applied."""
     dev = "cuda" if device_type == "cuda" else "cpu"
     out = {k: (v[dev] if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
-    if full:
-        out.update({k: (v[dev] if isinstance(v, dict) else v) for k, v in FULL.items()})
+    if full or trust_full:
+        out.update({k: (v[dev] if isinstance(v, dict) else v) for k, v in FULL.items() if full or k in TRUST_KEYS})
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or key not in out:

@@ -87,10 +87,9 @@ METRIC_NAMES = {
     "deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC", "pointing_game": "pointing game",
     "mass_in_mask": "mass in mask", "mass_in_mask_ratio": "mass / mask share", "sanity_spearman": "sanity Spearman",
 }
-RANDOM_KEYS = ("random", "random_map", "random_baseline")
 # task results that have their own sentences (others are listed in the appendix as they are)
 KNOWN_RESULTS = {"confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
-                 "trust", "budget", "time_budget", "plan"}
+                 "trust"}
 
 
 # ---------------------------------------------------------------- reading the folder
@@ -117,48 +116,21 @@ def read_confusion(path: Path) -> tuple[list[str], np.ndarray] | None:
     return names, counts
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """files/targets/preds of an arrays/<method>.npz (the maps are not needed), or None."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("files", "targets", "preds") if k in z.files}
-    except (OSError, ValueError):
+def _stat(v: dict[str, Any]) -> tuple[float, float | None, int] | None:
+    """(mean, std, n) of a trust.json cell {"mean", "std", "n"}; None when it holds no value."""
+    if v.get("mean") is None:
         return None
+    return float(v["mean"]), (None if v.get("std") is None else float(v["std"])), int(v["n"])
 
 
-def _stat(v: Any) -> tuple[float, float | None, int | None] | None:
-    """(mean, std, count) from a number, [mean, std] or {"mean", "std", "n"}; None when not a statistic."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return (float(v), None, None) if math.isfinite(v) else None
-    if isinstance(v, (list, tuple)) and 1 <= len(v) <= 2 and all(isinstance(x, (int, float)) for x in v):
-        return float(v[0]), (float(v[1]) if len(v) > 1 else None), None
-    if isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
-        n = next((v[k] for k in ("n", "count", "images") if isinstance(v.get(k), int)), None)
-        std = v.get("std")
-        return float(v["mean"]), (float(std) if isinstance(std, (int, float)) else None), n
-    return None
-
-
-def trust_table(obj: Any) -> dict[str, dict[str, tuple[float, float | None, int | None]]]:
-    """method -> metric -> (mean, std, count) from trust.json, whatever nesting holds the methods."""
-    if not isinstance(obj, dict):
-        return {}
-    for key in ("methods", "metrics", "results", "table"):
-        if isinstance(obj.get(key), dict):
-            found = trust_table(obj[key])
-            if found:
-                return found
+def trust_table(obj: dict[str, Any]) -> dict[str, dict[str, tuple[float, float | None, int]]]:
+    """method -> metric -> (mean, std, n) from trust.json's "methods" (in its order: the random baseline last)."""
     table = {}
-    for method, metrics in obj.items():
-        if isinstance(metrics, dict):
-            stats = {m: s for m, s in ((m, _stat(v)) for m, v in metrics.items() if m in METRIC_NAMES) if s}
-            if stats:
-                table[method] = stats
-    order = list(METHOD_NAMES)     # known methods in their usual order, the random baseline last
-    return dict(sorted(table.items(), key=lambda kv: (kv[0] in RANDOM_KEYS, order.index(kv[0]) if kv[0] in order
-                                                      else len(order), kv[0])))
+    for method, row in obj["methods"].items():
+        stats = {m: st for m, st in ((m, _stat(row[m])) for m in METRIC_NAMES if m in row) if st}
+        if stats:
+            table[method] = stats
+    return dict(sorted(table.items(), key=lambda kv: kv[0] == "random"))
 
 
 # ---------------------------------------------------------------- small text helpers
@@ -229,12 +201,20 @@ class Run:
         """Class names from the run record, else from confusion_matrix.csv."""
         if self.record.get("class_names"):
             return list(self.record["class_names"])
-        cm = read_confusion(self.out / "confusion_matrix.csv")
+        cm = self.confusion()
         return cm[0] if cm else []
 
+    def confusion(self) -> tuple[list[str], np.ndarray] | None:
+        """This run's confusion_matrix.csv (class names, counts), or None."""
+        return read_confusion(self.out / "confusion_matrix.csv") if self.fresh("confusion_matrix.csv") else None
+
+    def json_file(self, name: str) -> Any:
+        """A JSON file this run wrote (e.g. trust.json), or None."""
+        return read_json(self.out / name) if self.fresh(name) else None
+
     def exists(self, name: str) -> bool:
-        """Whether the output folder holds this file."""
-        return (self.out / name).is_file()
+        """Whether this run wrote the file (run.json's per-task file lists) and it is in the output folder."""
+        return self.fresh(name) and (self.out / name).is_file()
 
     def ran(self, task: str) -> str | None:
         """'ran', 'skipped: why', or None when the run record lists the task as not run (or is absent)."""
@@ -244,27 +224,16 @@ class Run:
         return what if str(what).startswith("skipped") else "ran"
 
     def fresh(self, name: str) -> bool:
-        """False only when the run record lists what each task wrote and this file is not among them."""
-        tasks = self.record.get("tasks")
-        if not tasks:
-            return True
-        written = {p.strip() for what in tasks.values() for p in str(what).split(",")}
-        return name in written
+        """Whether the run record lists the file among those its tasks wrote."""
+        return any(name in files for files in (self.record.get("files") or {}).values())
 
     def setting(self, key: str, default: Any = None) -> Any:
         """One setting, or default."""
         return self.settings.get(key, default)
 
     def images(self) -> list[dict]:
-        """The explained images: file, label, pred, target (run record, else arrays/vanilla.npz)."""
-        if self.record.get("images"):
-            return list(self.record["images"])
-        for method in ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion"):
-            arr = read_arrays(self.out / "arrays" / f"{method}.npz")
-            if arr and {"files", "targets", "preds"} <= set(arr):
-                return [{"file": str(f), "label": -1, "pred": int(p), "target": int(t)}
-                        for f, t, p in zip(arr["files"], arr["targets"], arr["preds"])]
-        return []
+        """The explained images: file, label, pred, target (from the run record)."""
+        return list(self.record.get("images") or [])
 
     def images_phrase(self, short: bool = False) -> str:
         """'the 4 selected images (a.jpg: true Bread, predicted Bread; ...)', or with file names only."""
@@ -289,25 +258,19 @@ class Run:
     def eval_split_phrase(self) -> str:
         """'the whole validation split (230 images)' from the confusion task's record and CSV."""
         res = self.results.get("confusion") or {}
-        cm = read_confusion(self.out / "confusion_matrix.csv")
+        cm = self.confusion()
         n = res.get("images") or (int(cm[1].sum()) if cm else None)
         split = res.get("split") or "evaluation"
         return f"the whole {split} split" + (f" ({n} images)" if n else "")
 
     def layers(self, task: str) -> str | None:
-        """Layer name(s) a task recorded in its results, else the --layer flags, else None."""
+        """Layer name(s) a task recorded: Grad-CAM's `layer`, the filters' and Deep Dream's `layers`; else None."""
         res = self.results.get(task)
-        if isinstance(res, dict):
-            for key in ("layers", "layer"):
-                v = res.get(key)
-                if isinstance(v, str):
-                    return v
-                if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-                    return ", ".join(v)
-                if isinstance(v, dict) and v:
-                    return ", ".join(sorted(map(str, v), key=natural_key))
-        flags = (self.record.get("arguments") or {}).get("layer")
-        return ", ".join(flags) if flags else None
+        if not res:
+            return None
+        if task == "gradcam":
+            return res["layer"]
+        return ", ".join(sorted(res["layers"], key=natural_key)) or None
 
 
 # ---------------------------------------------------------------- figures and captions
@@ -411,8 +374,6 @@ def figure(run: Run, name: str, section: Section, layer: str | None = None) -> N
     if name != base and layer is None:
         layer = name[len(base) - 3:-4]
     text = caption(run, layer)
-    if not run.fresh(name):
-        text += " Note: this file was not written by this run; it is left from an earlier run in the same folder."
     section.figures.append(Figure(name, title + (f" ({layer})" if layer and name != base else ""), text))
 
 
@@ -420,8 +381,9 @@ def layer_figures(run: Run, base: str) -> list[str]:
     """A per-layer figure family: base.png, then base_<layer>.png for every further layer in the folder."""
     stem = base[:-4]
     others = [k[:-4] for k in FIGURES if k.startswith(stem + "_")]
-    extra = sorted(p.name for p in run.out.glob(f"{stem}_*.png")
-                   if not any(p.name.startswith(o) for o in others))
+    written = sorted({f for files in (run.record.get("files") or {}).values() for f in files})
+    extra = [f for f in written if f.startswith(stem + "_") and f.endswith(".png")
+             and not any(f.startswith(o) for o in others)]
     return [base] + extra
 
 
@@ -558,7 +520,7 @@ def confusion_table(names: list[str], counts: np.ndarray) -> Table:
 
 def lime_sentences(res: dict) -> list[str]:
     """How well LIME's local linear model fits, and how many superpixels it used."""
-    r2 = res.get("local_fit_r2_pred") or res.get("local_fit_r2") or {}   # R^2 of the predicted class's fit
+    r2 = res["local_fit_r2"]   # R^2 of the explained class's local fit
     sp = res.get("superpixels") or {}
     vals = [v for v in r2.values() if isinstance(v, (int, float))]
     if not vals:
@@ -593,7 +555,7 @@ def lime_section(run: Run) -> Section:
         "LIME (Ribeiro et al. 2016) switches SLIC superpixels (Achanta et al. 2012) on and off, fits a weighted "
         "linear model to the class probabilities of the perturbed images and reports each superpixel's weight for "
         "the explained class. The confusion matrix shows which labels the model gets right and which it mixes up.")
-    cm = read_confusion(run.out / "confusion_matrix.csv")
+    cm = run.confusion()
     if cm:
         res = run.results.get("confusion") or {}
         s.paragraphs.extend(confusion_sentences(cm[0], cm[1], res.get("split")))
@@ -682,8 +644,8 @@ def sanity_verdicts(obj: Any) -> dict[str, str]:
 def trust_sentences(table: dict, verdicts: dict[str, str] | None = None, threshold: float = 0.5) -> list[str]:
     """Each method's deletion/insertion AUC against the random map, sanity and ground-truth scores."""
     out = []
-    rnd = next((table[k] for k in RANDOM_KEYS if k in table), None)
-    methods = [m for m in table if m not in RANDOM_KEYS]
+    rnd = table.get("random")
+    methods = [m for m in table if m != "random"]
     for m in methods:
         bits = []
         for metric, better in (("deletion_auc", "lower"), ("insertion_auc", "higher")):
@@ -727,7 +689,7 @@ def trust_section(run: Run) -> Section:
         "compared with a random map. The sanity check (Adebayo et al. 2018) re-initialises the weights: a map that "
         "barely changes does not depend on what the model learned. Where ground-truth masks exist (the demo), "
         "the pointing game (Zhang et al. 2016) asks whether a map's maximum falls on the object.")
-    obj = read_json(run.out / "trust.json")
+    obj = run.json_file("trust.json")
     table = trust_table(obj)
     if table:
         sanity = obj.get("sanity") if isinstance(obj.get("sanity"), dict) else {}
@@ -807,12 +769,10 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         s.tables.append(Table(["task", "seconds", "files or note"], trows,
                               "Per-task wall time" + (f" (total{' so far' if in_run else ''} {float(r['total_seconds']):.1f} s)"
                                                       if r.get("total_seconds") is not None else "")))
-    for key in ("budget", "time_budget", "plan"):      # the opt-in time-budget planner's changes, if recorded
-        table = results_table(run, key, "Time-budget planner: settings it changed") if key in run.results else \
-            (Table(["quantity", "value"], [[k, v] for k, v in flatten(r[key])][:24],
-                   "Time-budget planner: settings it changed") if isinstance(r.get(key), dict) else None)
-        if table and table.rows:
-            s.tables.append(table)
+    if r.get("budget"):      # the opt-in time-budget planner's changes
+        rows = [[k, v] for k, v in flatten(r["budget"])][:24]
+        if rows:
+            s.tables.append(Table(["quantity", "value"], rows, "Time-budget planner: settings it changed"))
     other = [(k, v) for task, res in run.results.items() if task not in KNOWN_RESULTS
              for k, v in flatten(res, f"{task}.")][:24]
     if other:

@@ -26,7 +26,7 @@ def demo_data() -> Path:
 
 def make_ctx(out: Path, *extra: str) -> context.RunContext:
     """A run context on the demo (or whatever the extra flags say), writing into out."""
-    return context.build(main.parse_args(["--out", str(out), "--device", "cpu", *extra]))
+    return context.build(context.Options.from_args(main.parse_args(["--out", str(out), "--device", "cpu", *extra])))
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,7 @@ def test_task_is_deterministic_and_names_files(tmp_path):
     outs = []
     for name in ("a", "b"):
         ctx = make_ctx(tmp_path / name, *flags)
-        files = fv.task_filters(ctx)
+        files = fv.task_filters(ctx).files
         outs.append((ctx, files))
     (ctx_a, files_a), (ctx_b, files_b) = outs
     assert sorted(f.name for f in files_a) == sorted([

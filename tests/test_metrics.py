@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import main
+import explain
 import metrics
 import saliency
 import settings
@@ -52,7 +53,7 @@ def test_zero_map_deletion_curve_is_finite(demo_model, demo_ctx):
 def test_gradcam_more_faithful_than_random_on_demo(demo_model, demo_ctx, gt_batch):
     x, _, labels, _ = gt_batch
     x, labels = x[::2][:6], labels[::2][:6]                  # one correctly classified image per class, six classes
-    cam = saliency.gradcam(demo_model, demo_ctx.layer(demo_ctx.conv_layers()[-1]), x, labels)
+    cam = saliency.gradcam(demo_model, x, labels, demo_ctx.layer(demo_ctx.conv_layers()[-1]))
     rnd = np.random.default_rng(0).random(cam.shape)
     result = {}
     for name, maps in (("gradcam", cam), ("random", rnd)):
@@ -66,8 +67,8 @@ def test_gradcam_more_faithful_than_random_on_demo(demo_model, demo_ctx, gt_batc
 def test_vanilla_gradient_decorrelates_after_full_randomisation(demo_ctx):
     model = demo_ctx.model
     before = [p.detach().clone() for p in model.parameters()]
-    res = metrics.cascade(model, demo_ctx.net, None, demo_ctx.images[:1], demo_ctx.targets()[:1],
-                          {"vanilla": lambda m, layer, x, t: saliency.vanilla(m, x, t)}, seed=0)
+    res = metrics.cascade(model, demo_ctx.net, demo_ctx.images[:1], demo_ctx.targets()[:1],
+                          {"vanilla": lambda m, x, t: saliency.vanilla(m, x, t)}, seed=0)
     rho = res["spearman"]["vanilla"]
     assert res["layers"][0] == "original" and res["layers"][1] == "fc.4" and res["layers"][-1] == "cnn.0"
     assert rho[0, 0] == pytest.approx(1.0)
@@ -87,28 +88,29 @@ def test_sanity_verdict_flags_high_correlation():
     assert rows["random"]["pointing_game"] == {"mean": None, "std": None, "n": 0}
 
 
-def test_trust_full_flag_selects_full_settings_and_set_wins():
-    def fake(*flags: str) -> SimpleNamespace:
-        args = main.parse_args(list(flags))
-        return SimpleNamespace(args=args, device=torch.device("cpu"),
-                               settings=settings.resolve("cpu", args.full, args.set))
-    assert metrics.trust_settings(fake())["deletion_steps"] == settings.resolve("cpu")["deletion_steps"]
-    assert metrics.trust_settings(fake("--trust", "full"))["deletion_steps"] == settings.FULL["deletion_steps"]
-    assert metrics.trust_settings(fake("--trust", "full", "--set", "deletion_steps=8"))["deletion_steps"] == 8
+def test_trust_full_flag_selects_full_settings_and_set_wins(tmp_path, demo_data):
+    assert metrics.trust_settings(make_ctx(tmp_path))["deletion_steps"] == settings.resolve("cpu")["deletion_steps"]
+    full = make_ctx(tmp_path, "--trust", "full")
+    assert metrics.trust_settings(full)["deletion_steps"] == settings.FULL["deletion_steps"]
+    assert full.settings["lime_samples"] == settings.resolve("cpu")["lime_samples"]   # only the trust keys change
+    assert metrics.trust_settings(make_ctx(tmp_path, "--trust", "full", "--set", "deletion_steps=8")
+                                  )["deletion_steps"] == 8
 
 
 def test_trust_task_writes_tables_and_figures(tmp_path, demo_data):
     ctx = make_ctx(tmp_path, "--set", "trust_images=2", "--set", "deletion_steps=8", "--set", "sanity_smoothgrad_n=2",
                    "--set", "sanity_ig_steps=2")
     t, p = ctx.targets(), ctx.preds()
-    save_maps(ctx.out, "vanilla", saliency.vanilla(ctx.model, ctx.images, t), ctx.files, t, p)
-    save_maps(ctx.out, "lime", np.zeros((len(ctx.files), 128, 128), np.float32), ctx.files, t, p)   # an all-zero map
-    save_maps(ctx.out, "occlusion", np.zeros((1, 128, 128), np.float32), ["other.jpg"], t[:1], p[:1])  # stale
-    files = metrics.task_trust(ctx)
-    assert {f.name for f in files} == {"trust_curves.png", "sanity_check.png", "trust.json", "trust.csv"}
+    zeros = np.zeros((len(ctx.files), 128, 128), np.float32)
+    for m in explain.method_names():   # maps of this run, in memory: cheap stand-ins, an all-zero map for lime
+        ctx.maps[m] = explain.Attribution(m, saliency.vanilla(ctx.model, ctx.images, t) if m == "vanilla" else
+                                          zeros + (m != "lime") * np.random.default_rng(0).random(zeros.shape), t)
+    save_maps(ctx.out, "occlusion", np.zeros((1, 128, 128), np.float32), ["other.jpg"], t[:1], p[:1])  # stale file
+    result = metrics.task_trust(ctx)
+    assert {f.name for f in result.files} == {"trust_curves.png", "sanity_check.png", "trust.json", "trust.csv"}
     record = json.loads((tmp_path / "trust.json").read_text())
-    assert set(record["methods"]) == {"vanilla", "lime", "random"}
-    assert "occlusion" in record["skipped"]
+    assert set(record["methods"]) == set(explain.method_names()) | {"random"}
+    assert record["skipped"] == {}
     for m, row in record["methods"].items():
         assert set(metrics.METRICS) <= set(row)
         assert row["deletion_auc"]["n"] == 2 and 0 <= row["deletion_auc"]["mean"] <= 1
@@ -117,6 +119,6 @@ def test_trust_task_writes_tables_and_figures(tmp_path, demo_data):
     assert record["methods"]["vanilla"]["sanity_check"] in ("passes", "fails sanity check")
     assert record["methods"]["lime"]["sanity_check"] == "not applicable"
     rows = list(csv.DictReader((tmp_path / "trust.csv").open()))
-    assert [r["method"] for r in rows] == ["vanilla", "lime", "random"]
+    assert [r["method"] for r in rows] == explain.method_names() + ["random"]
     assert "nan" not in (tmp_path / "trust.csv").read_text().lower()
-    assert ctx.results["trust"]["methods"]["random"]["sanity_check"] == "not applicable"
+    assert result.methods["random"]["sanity_check"] == "not applicable"

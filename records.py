@@ -1,0 +1,140 @@
+"""Typed task results: every task returns one of these records; run.json and the report read them with fixed keys."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class TaskResult:
+    """What every task returns: the files it wrote and the precision of its model passes."""
+
+    files: list[Path] = field(default_factory=list)
+    precision: str = "fp32"
+
+    def record(self) -> dict[str, Any]:
+        """The task's numbers for run.json (its files are listed apart)."""
+        out = asdict(self)
+        out.pop("files")
+        return out
+
+
+@dataclass(kw_only=True)
+class ConfusionResult(TaskResult):
+    """The evaluation split's predictions."""
+
+    split: str
+    images: int
+    accuracy: float
+    per_class_accuracy: dict[str, float | None]
+    most_confused: dict[str, str | None]
+
+
+@dataclass(kw_only=True)
+class VanillaResult(TaskResult):
+    """Vanilla gradient maps."""
+
+
+@dataclass(kw_only=True)
+class SmoothGradResult(TaskResult):
+    """SmoothGrad maps."""
+
+    n: int
+    sigma: float
+
+
+@dataclass(kw_only=True)
+class IGResult(TaskResult):
+    """Integrated Gradients maps and completeness gaps."""
+
+    steps: int
+    baseline: str
+    gap_mean: float
+    gap_max: float
+    gaps: dict[str, float]
+
+
+@dataclass(kw_only=True)
+class GradCAMResult(TaskResult):
+    """Grad-CAM maps."""
+
+    layer: str
+
+
+@dataclass(kw_only=True)
+class LimeResult(TaskResult):
+    """LIME of the selected images."""
+
+    samples: int
+    superpixels: dict[str, int]
+    local_fit_r2: dict[str, float]    # R^2 of lime's local linear fit for the explained class
+
+
+@dataclass(kw_only=True)
+class LimeClassesResult(TaskResult):
+    """Per-class LIME on the evaluation split."""
+
+    split: str
+    samples: int
+    classes: dict[str, dict[str, Any]]
+
+
+@dataclass(kw_only=True)
+class OcclusionResult(TaskResult):
+    """Occlusion sensitivity maps."""
+
+    patch: int
+    stride: int
+    max_drop: dict[str, float]
+
+
+@dataclass(kw_only=True)
+class FiltersResult(TaskResult):
+    """Filter visualization per layer: filters, their activations on noise, optimised pictures and images."""
+
+    chunk: int
+    plain: dict[str, Any]
+    robust: dict[str, Any]
+    layers: dict[str, dict[str, Any]]
+
+
+@dataclass(kw_only=True)
+class DeepDreamResult(TaskResult):
+    """Deep Dream's objective before and after, per layer."""
+
+    objective: str
+    images: list[str]
+    layers: dict[str, dict[str, Any]]
+
+
+@dataclass(kw_only=True)
+class ClassModelsResult(TaskResult):
+    """The probability each class model reached for its class."""
+
+    reached: dict[str, float]
+
+
+@dataclass(kw_only=True)
+class CompareResult(TaskResult):
+    """The comparison grid's methods, in column order."""
+
+    methods: list[str]
+
+
+@dataclass(kw_only=True)
+class TrustResult(TaskResult):
+    """Trust metrics per method (the full tables are in trust.json)."""
+
+    mode: str
+    images: int
+    settings: dict[str, Any]
+    skipped: dict[str, str]
+    methods: dict[str, dict[str, Any]]
+
+
+@dataclass(kw_only=True)
+class ReportResult(TaskResult):
+    """The report files and the figures they embed."""
+
+    figures: list[str]
