@@ -61,7 +61,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch
                 if progress is not None:
                     progress.update(len(x))
             d = torch.cat(drops).view(ny, nx)
-            maps.append((rows.T @ d @ cols / count).cpu())
+            maps.append((rows.T @ d @ cols / count.clamp_min(1)).cpu())   # stride > patch: uncovered pixels 0
     return torch.stack(maps).numpy().astype(np.float32)
 
 

@@ -525,7 +525,7 @@ def lime_sentences(res: dict) -> list[str]:
     vals = [v for v in r2.values() if isinstance(v, (int, float))]
     if not vals:
         return []
-    text = (f"LIME's local linear model for the predicted class fits the perturbed predictions with R^2 from "
+    text = (f"LIME's local linear model for the explained class fits the perturbed predictions with R^2 from "
             f"{fmt(min(vals), 2)} to "
             f"{fmt(max(vals), 2)} (mean {fmt(float(np.mean(vals)), 2)}) over the {len(vals)} selected images")
     counts = [v for v in sp.values() if isinstance(v, int)]
