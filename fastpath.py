@@ -1,0 +1,122 @@
+"""The fastest exact fp32 path: BatchNorm folded into the preceding convolution, module names kept.
+
+`fast_fp32(model)` returns an eval-mode deep copy in which every BatchNorm that directly follows a
+convolution (and is that convolution's only consumer) is folded into the convolution's weight and bias and
+replaced by nn.Identity, in channels_last memory. The copy computes the same function as the eager model
+(logits equal to ~1e-5 relative; maps r >= 0.9999, tests/test_fastpath.py) and keeps every module name, so
+forward hooks on the user's layers (Grad-CAM's `cnn.18`, the filters' ReLUs) work unchanged. A hook on a
+folded BatchNorm sees the same tensor as before (the Identity passes the folded conv's output, which equals
+the BN's); a hook on the folded convolution itself sees its output after the BN, so name such layers in
+`keep` and they stay unfolded.
+
+Chosen by measurement (bench/fastpath.py, full-size hw3, batch 2-4, fp32, 2 threads, one-time cost counted):
+see FASTPATH_NOTE below and README's speed section for the numbers.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import nn
+
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+FASTPATH_NOTE = "see bench/fastpath.py"
+
+
+def conv_bn_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """(conv name, BN name) pairs where the BN's only input is the conv's output and nothing else reads that output.
+
+    Found with a torch.fx trace of the model; where the model does not trace (e.g. data-dependent Python in its
+    forward), each child is tried in turn, and an untraceable nn.Sequential falls back to adjacent entries.
+    """
+    try:
+        return [(prefix + c, prefix + b) for c, b in _pairs_fx(model)]
+    except Exception:  # any untraceable user module: look inside it
+        pass
+    out = []
+    if isinstance(model, nn.Sequential):
+        kids = list(model.named_children())
+        out += [(prefix + n1, prefix + n2) for (n1, m1), (n2, m2) in zip(kids, kids[1:])
+                if isinstance(m1, CONVS) and isinstance(m2, NORMS)]
+        return out
+    for name, child in model.named_children():
+        out += conv_bn_pairs(child, f"{prefix}{name}.")
+    return out
+
+
+def _pairs_fx(model: nn.Module) -> list[tuple[str, str]]:
+    """conv_bn_pairs through a symbolic trace (exact about who consumes the conv's output)."""
+    import torch.fx
+
+    gm = torch.fx.symbolic_trace(model)
+    mods = dict(model.named_modules())
+    calls: dict[str, int] = {}   # a module called more than once (shared) cannot be folded for one call only
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(mods.get(node.target), NORMS):
+            continue
+        src = node.args[0] if node.args else None
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and isinstance(mods.get(src.target), CONVS)
+                and len(src.users) == 1 and len(node.args) == 1 and not node.kwargs
+                and calls[str(src.target)] == 1 and calls[str(node.target)] == 1):
+            pairs.append((str(src.target), str(node.target)))
+    return pairs
+
+
+@torch.no_grad()
+def fold(conv: nn.Module, bn: nn.Module) -> None:
+    """Fold an eval-mode BatchNorm's affine map into the convolution before it (in place, in float64)."""
+    w = conv.weight.double()
+    scale = bn.weight.double() if bn.affine else torch.ones_like(bn.running_var, dtype=torch.float64)
+    shift = bn.bias.double() if bn.affine else torch.zeros_like(bn.running_var, dtype=torch.float64)
+    inv = scale / torch.sqrt(bn.running_var.double() + bn.eps)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(inv)
+    conv.weight.copy_((w * inv.view(-1, *([1] * (w.dim() - 1)))).to(conv.weight.dtype))
+    new_bias = ((bias - bn.running_mean.double()) * inv + shift).to(conv.weight.dtype)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias, requires_grad=conv.weight.requires_grad)
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def _set(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the sub-module called `name` (dotted) with `new`."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def fast_fp32(model: nn.Module, keep: Iterable[str] = (), channels_last: bool = True,
+              frozen_params: bool = True) -> nn.Module:
+    """An eval-mode deep copy with each conv's BatchNorm folded into it (BN -> nn.Identity), names unchanged.
+
+    `keep`: module names (as in `model.named_modules()`) whose own output must stay exactly the eager one; a
+    conv named there keeps its BatchNorm. BNs in training mode or without running statistics are left alone.
+    The original model is not touched. Use it where the model's parameters are not changed afterwards (the
+    sanity check randomises the original's layers, so it keeps the eager model).
+    """
+    keep = set(keep)
+    fast = copy.deepcopy(model).eval()
+    for conv_name, bn_name in conv_bn_pairs(fast):
+        conv, bn = fast.get_submodule(conv_name), fast.get_submodule(bn_name)
+        if conv_name in keep or bn.running_var is None or conv.weight.shape[0] != bn.num_features:
+            continue
+        fold(conv, bn)
+        _set(fast, bn_name, nn.Identity())
+    if frozen_params:  # input and activation gradients only: autograd then keeps nothing for weight gradients
+        fast.requires_grad_(False)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast
+
+
+def folded_names(model: nn.Module, fast: nn.Module) -> list[str]:
+    """Names of the BatchNorm modules that fast_fp32 replaced by nn.Identity."""
+    old = dict(model.named_modules())
+    return [n for n, m in fast.named_modules() if isinstance(m, nn.Identity) and isinstance(old.get(n), NORMS)]
