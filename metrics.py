@@ -488,7 +488,10 @@ def task_trust(ctx) -> TrustResult:
     pool, methods, skipped = _collect(ctx, s)
     if len(methods) == 1:
         raise Skipped("no attribution method applies to this model")
-    scores = {m: score(ctx, pool, e, s) | {"targets": e["targets"], "idx": e["idx"]} for m, e in methods.items()}
+    from tqdm import tqdm
+
+    scores = {m: score(ctx, pool, e, s) | {"targets": e["targets"], "idx": e["idx"]}
+              for m, e in tqdm(methods.items(), desc="trust", unit="method", leave=False, disable=None)}
     san = sanity(ctx, s, list(methods))
     rows = tables(scores, san)
     per_image = {m: {"files": sc["files"], "deletion_auc": sc["deletion_auc"], "insertion_auc": sc["insertion_auc"]}

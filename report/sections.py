@@ -690,7 +690,7 @@ def trust_section(run: Run) -> Section:
         "barely changes does not depend on what the model learned. Where ground-truth masks exist (the demo), "
         "the pointing game (Zhang et al. 2016) asks whether a map's maximum falls on the object.")
     obj = run.json_file("trust.json")
-    table = trust_table(obj)
+    table = trust_table(obj) if obj else {}
     if table:
         sanity = obj.get("sanity") if isinstance(obj.get("sanity"), dict) else {}
         threshold = sanity.get("threshold") if isinstance(sanity.get("threshold"), (int, float)) else 0.5
@@ -719,8 +719,6 @@ def trust_section(run: Run) -> Section:
                               rows, "trust.json: mean ± std over images"))
         skipped = obj.get("skipped") if isinstance(obj.get("skipped"), dict) else {}
         s.notes.extend(f"{method_name(m)} not scored: {why}" for m, why in skipped.items())
-        if not run.fresh("trust.json"):
-            s.notes.append("trust.json was not written by this run; it is left from an earlier run in this folder.")
     elif obj is None:
         state = run.ran("trust")
         s.notes.append("trust.json is not in this output folder (" + (
@@ -763,10 +761,11 @@ def appendix_section(run: Run, in_run: bool) -> Section:
     timings = r.get("timings") or {}
     if timings:
         tasks = r.get("tasks") or {}
-        trows = [[k, f"{float(timings[k]):.1f}", str(tasks.get(k, ""))] for k in run_order(timings)]
+        prec = {k: v.get("precision", "-") for k, v in run.results.items()}
+        trows = [[k, f"{float(timings[k]):.1f}", prec.get(k, "-"), str(tasks.get(k, ""))] for k in run_order(timings)]
         if in_run and "report" not in timings:
-            trows.append(["report", "-", "this report (still running when the table was written)"])
-        s.tables.append(Table(["task", "seconds", "files or note"], trows,
+            trows.append(["report", "-", "-", "this report (still running when the table was written)"])
+        s.tables.append(Table(["task", "seconds", "precision", "files or note"], trows,
                               "Per-task wall time" + (f" (total{' so far' if in_run else ''} {float(r['total_seconds']):.1f} s)"
                                                       if r.get("total_seconds") is not None else "")))
     if r.get("budget"):      # the opt-in time-budget planner's changes
@@ -774,7 +773,7 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         if rows:
             s.tables.append(Table(["quantity", "value"], rows, "Time-budget planner: settings it changed"))
     other = [(k, v) for task, res in run.results.items() if task not in KNOWN_RESULTS
-             for k, v in flatten(res, f"{task}.")][:24]
+             for k, v in flatten({key: val for key, val in res.items() if key != "precision"}, f"{task}.")][:24]
     if other:
         s.tables.append(Table(["quantity", "value"], [list(kv) for kv in other], "Other numbers the tasks recorded"))
     return s
