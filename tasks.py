@@ -15,6 +15,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "gradcam": ("saliency", "task_gradcam"),
     "filters": ("filter_vis", "task_filters"),
     "lime": ("lime_explain", "task_lime"),
+    "shap": ("shap_explain", "task_shap"),
     "lime_classes": ("lime_explain", "task_lime_classes"),
     "deepdream": ("deep_dream", "task_deepdream"),
     "classviz": ("deep_dream", "task_classviz"),
