@@ -77,6 +77,7 @@ REFERENCES = {
                "Models. BMVC 2018.",
     "adebayo": "J. Adebayo et al. Sanity Checks for Saliency Maps. NeurIPS 2018.",
     "zhang": "J. Zhang et al. Top-down Neural Attention by Excitation Backprop (pointing game). ECCV 2016.",
+    "lundberg": "S. M. Lundberg, S.-I. Lee. A Unified Approach to Interpreting Model Predictions (SHAP). NeurIPS 2017.",
 }
 
 METHOD_NAMES = {
@@ -651,6 +652,24 @@ def further_sentences(run: Run) -> list[str]:
                 out.append(f"The class-model images reach a probability for their own class from {fmt(probs[lo])} "
                            f"({lo}) to {fmt(probs[hi])} ({hi}); median {fmt(float(np.median(list(probs.values()))))} "
                            f"over {len(probs)} classes.")
+    return out
+
+
+def shap_sentences(res: Any) -> list[str]:
+    """SHAP (task shap's results): what it explains, with which masker and budget, and how its values add up."""
+    if not isinstance(res, dict) or not isinstance(res.get("base_values"), dict) or not res["base_values"]:
+        return []
+    base = [v for v in res["base_values"].values() if isinstance(v, (int, float))]
+    sums = [v for v in (res.get("sum") or {}).values() if isinstance(v, (int, float))]
+    out = [f"SHAP (Lundberg & Lee 2017) uses the shap package's Partition explainer: Owen values of the explained "
+           f"class's probability over a hierarchy of image rectangles, hidden with a {res.get('masker', '?')} masker, "
+           f"{res.get('max_evals', '?')} model evaluations per image ({res.get('precision', 'fp32')}). Each map adds "
+           f"up to p(image) - p(fully blurred image): the blurred image keeps a probability of {fmt(min(base), 2)} "
+           f"to {fmt(max(base), 2)} over the {len(base)} selected images"
+           + (f", and the maps sum to {fmt(min(sums), 2)} to {fmt(max(sums), 2)}" if sums else "") + "."]
+    gap = res.get("additivity_gap_max")
+    if isinstance(gap, (int, float)) and math.isfinite(gap):
+        out.append(f"Against this run's own predictions the sums miss p(image) - p(blurred) by at most {gap:.1e}.")
     return out
 
 
