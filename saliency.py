@@ -38,9 +38,9 @@ from hooks import forward_hook
 from errors import Skipped, UserError
 from outputs import load_maps, save_maps
 
-COMPARE_ORDER = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion")
+COMPARE_ORDER = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion", "shap")
 TITLES = {"vanilla": "vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
-          "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "occlusion"}
+          "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "occlusion", "shap": "SHAP"}
 
 
 # ---------------------------------------------------------------- compute

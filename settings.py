@@ -69,6 +69,7 @@ FULL: dict[str, Any] = {
     "robust_steps": 192,
     "lime_samples": 2000,
     "lime_class_samples": 1000,
+    "shap_max_evals": 2000,
     "dream_steps": 20,
     "classviz_steps": 128,
     "occlusion_stride": 4,

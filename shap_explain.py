@@ -206,12 +206,11 @@ def task_shap(ctx) -> list[Path]:
                            "additivity_gap_max": float(np.abs(sums - (fx - r.base_values)).max())}
     caps = [draw.caption(f, ctx.class_names, int(t), int(p), float(pr[p]), int(lb))
             for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
-    notes = [f"p({ctx.class_names[t]}) {v:.3g} = blurred {b:.3g} + sum {m:+.3g}"
+    notes = [f"p({ctx.class_names[t]}) {v:.3f}\n= blurred {b:.3f} + sum {m:+.3f}"
              for t, v, b, m in zip(targets, fx, r.base_values, sums)]
-    title = (f"SHAP (Lundberg & Lee 2017): shap's Partition explainer, {r.options['masker']} masker, "
-             f"{s['shap_max_evals']} evaluations per image\nmap = Owen values of the target class probability, "
-             f"summed over colour channels; they add up to p(image) - p(blurred image)\n"
-             f"(red: evidence for the class, blue: against)")
+    title = (f"SHAP (Lundberg & Lee 2017), shap's Partition explainer: {r.options['masker']} masker\n"
+             f"{s['shap_max_evals']} evaluations per image; map = Owen values of p(target), summed over channels,\n"
+             f"adding up to p(image) - p(blurred image); red: for the class, blue: against")
     files.append(draw.attribution_grid(ctx.images, r.maps, caps, title, ctx.out / "shap.png", signed=True,
                                        unit=UNIT, per_row_note=notes))
     return files

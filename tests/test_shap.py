@@ -103,13 +103,19 @@ def test_logits_are_explained_through_softmax(demo_ctx):
 
 
 def test_mass_on_the_object(demo_ctx, gt_batch):
-    """Default settings, one correctly classified image per class: positive mass in the mask >= 2x its share."""
+    """Default settings, a correctly classified image of each of six classes: positive mass in the mask >= 2x its
+    share, on every image (measured at 500 evaluations on one image of every class: 3.8x to 11.5x, mean 6.3x).
+
+    The demo has no shortcut marks yet (masks_mark/); images that carry one are left out when it has.
+    """
     images, masks, labels, files = gt_batch
-    pick = sorted({int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)})
+    marked = {p.name for p in (demo_ctx.data / "masks_mark" / "validation").glob("*.png")}
+    ok = [i for i, f in enumerate(files) if f.rsplit(".", 1)[0] + ".png" not in marked]
+    pick = [next(i for i in ok if labels[i] == c) for c in sorted({int(labels[i]) for i in ok})][:6]
     r = S.shap_attribution(demo_ctx.model, images[pick], labels[pick], keys=[files[i] for i in pick],
                            max_evals=demo_ctx.settings["shap_max_evals"])
     ratio = np.array([metrics.mass_in_mask(m, masks[i]) / masks[i].mean() for m, i in zip(r.maps, pick)])
-    assert len(pick) >= 10 and ratio.mean() >= 2, ratio
+    assert len(pick) == 6 and (ratio >= 2).all(), ratio
 
 
 def test_bad_input_is_a_user_error(demo_ctx):
