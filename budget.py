@@ -19,9 +19,9 @@ WARN_SECONDS = 540.0
 # Drawing and saving a task's figures, which no probe sees (bench/run.py: report 6 s, most tasks 0.3-1 s).
 DRAW_SECONDS = 0.6
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
-SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "smoothgrad_n": 4, "ig_steps": 8, "deletion_steps": 8,
-            "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3, "trust_images": 1,
-            "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4}
+SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "shap_max_evals": 500, "smoothgrad_n": 4, "ig_steps": 8,
+            "deletion_steps": 8, "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3,
+            "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4}
 
 
 def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bool, seconds: float = 0.5) -> float:
@@ -80,6 +80,7 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         "filters": (0, 0.8 * s["filter_count"] * (s["filter_steps"] + s["robust_steps"])),
         "lime": (n_images * s["lime_samples"], 0),
         "lime_classes": (2 * n_classes * s["lime_class_samples"], 0),
+        "shap": (n_images * s["shap_max_evals"], 0),
         "deepdream": (0, 0.6 * n_images * 2 * s["dream_octaves"] * s["dream_steps"]),
         "classviz": (0, 1.5 * n_classes * s["classviz_steps"]),   # jitter and blur each step
         "occlusion": (n_images * (math.floor((128 - s["occlusion_patch"]) / s["occlusion_stride"]) + 1) ** 2, 0),

@@ -12,6 +12,7 @@ from torch import nn
 import lime_explain
 import occlusion as occlusion_mod
 import saliency
+import shap_explain
 from explain import Attribution, Method, register, user_net
 
 
@@ -65,6 +66,14 @@ def _occlusion(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
     return Attribution("occlusion", maps, targets.numpy())
 
 
+def _shap(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, keys: list,
+          max_evals: int, masker: str | None, round_size: int, progress: Any = None) -> Attribution:
+    """Partition SHAP over a blur masker on softmax probabilities (Lundberg & Lee 2017)."""
+    return shap_explain.shap_attribution(model, images, targets, batch_size=batch_size, seed=seed, keys=keys,
+                                         max_evals=max_evals, masker=masker, round_size=round_size,
+                                         progress=progress)
+
+
 register(Method("vanilla", "vanilla gradient", _vanilla, False, {}))
 register(Method("smoothgrad", "SmoothGrad", _smoothgrad, False, {"n": 50, "sigma": 0.15},
                 {"n": "smoothgrad_n", "sigma": "smoothgrad_sigma"}, sanity={"n": "sanity_smoothgrad_n"}))
@@ -75,5 +84,8 @@ register(Method("lime", "LIME", _lime, True,
                 {"samples": 1000, "segments": 100, "compactness": 1.0, "sigma": 1.0, "extra_labels": None},
                 {"samples": "lime_samples", "segments": "lime_segments", "compactness": "lime_compactness",
                  "sigma": "lime_sigma"}, signed=True, batch_setting="lime_batch_size"))
+register(Method("shap", "SHAP", _shap, True,
+                {"max_evals": shap_explain.DEFAULT_MAX_EVALS, "masker": None, "round_size": shap_explain.ROUND_SIZE},
+                {"max_evals": "shap_max_evals", "masker": "shap_masker"}, signed=True, batch_setting="shap_batch_size"))
 register(Method("occlusion", "occlusion", _occlusion, True, {"patch": 24, "stride": 12, "value": 0.5},
                 {"patch": "occlusion_patch", "stride": "occlusion_stride"}, signed=True))

@@ -81,6 +81,18 @@ class LimeClassesResult(TaskResult):
 
 
 @dataclass(kw_only=True)
+class ShapResult(TaskResult):
+    """Partition SHAP of the selected images: settings, base values and additivity."""
+
+    max_evals: int
+    masker: str
+    round_size: int
+    base_values: dict[str, float]     # f(fully masked image) for the explained class
+    sum: dict[str, float]             # sum of the map: f(image) - base value
+    additivity_gap_max: float
+
+
+@dataclass(kw_only=True)
 class OcclusionResult(TaskResult):
     """Occlusion sensitivity maps."""
 

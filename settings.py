@@ -36,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "lime_compactness": 1.0,
     "lime_sigma": 1.0,
     "lime_batch_size": {"cpu": 4, "cuda": 256},
+    # SHAP (Partition explainer): model evaluations per image, forward batch, masker ("auto": blur(k,k), k = half
+    # the image side)
+    "shap_max_evals": 500,
+    "shap_batch_size": {"cpu": 4, "cuda": 256},
+    "shap_masker": "auto",
     # Deep Dream, class models, occlusion
     "dream_steps": 10,
     "dream_octaves": 3,
@@ -64,6 +69,7 @@ FULL: dict[str, Any] = {
     "robust_steps": 192,
     "lime_samples": 2000,
     "lime_class_samples": 1000,
+    "shap_max_evals": 2000,
     "dream_steps": 20,
     "classviz_steps": 128,
     "occlusion_stride": 4,

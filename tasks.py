@@ -30,6 +30,7 @@ REGISTRY: dict[str, Task] = {
     "gradcam": Task("saliency", "task_gradcam", ("gradcam",)),
     "filters": Task("filter_vis", "task_filters"),
     "lime": Task("lime_explain", "task_lime", ("lime",)),
+    "shap": Task("shap_explain", "task_shap", ("shap",)),
     "lime_classes": Task("lime_explain", "task_lime_classes"),
     "deepdream": Task("deep_dream", "task_deepdream"),
     "classviz": Task("deep_dream", "task_classviz"),

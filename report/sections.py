@@ -77,6 +77,7 @@ REFERENCES = {
                "Models. BMVC 2018.",
     "adebayo": "J. Adebayo et al. Sanity Checks for Saliency Maps. NeurIPS 2018.",
     "zhang": "J. Zhang et al. Top-down Neural Attention by Excitation Backprop (pointing game). ECCV 2016.",
+    "lundberg": "S. M. Lundberg, S.-I. Lee. A Unified Approach to Interpreting Model Predictions (SHAP). NeurIPS 2017.",
 }
 
 METHOD_NAMES = {
@@ -88,7 +89,7 @@ METRIC_NAMES = {
     "mass_in_mask": "mass in mask", "mass_in_mask_ratio": "mass / mask share", "sanity_spearman": "sanity Spearman",
 }
 # task results that have their own sentences (others are listed in the appendix as they are)
-KNOWN_RESULTS = {"confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
+KNOWN_RESULTS = {"shap", "confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
                  "trust"}
 
 
@@ -616,17 +617,36 @@ def further_sentences(run: Run) -> list[str]:
     return out
 
 
+def shap_sentences(res: Any) -> list[str]:
+    """SHAP (task shap's results): what it explains, with which masker and budget, and how its values add up."""
+    if not isinstance(res, dict) or not isinstance(res.get("base_values"), dict) or not res["base_values"]:
+        return []
+    base = [v for v in res["base_values"].values() if isinstance(v, (int, float))]
+    sums = [v for v in (res.get("sum") or {}).values() if isinstance(v, (int, float))]
+    out = [f"SHAP (Lundberg & Lee 2017) uses the shap package's Partition explainer: Owen values of the explained "
+           f"class's probability over a hierarchy of image rectangles, hidden with a {res.get('masker', '?')} masker, "
+           f"{res.get('max_evals', '?')} model evaluations per image ({res.get('precision', 'fp32')}). Each map adds "
+           f"up to p(image) - p(fully blurred image): the blurred image keeps a probability of {fmt(min(base), 2)} "
+           f"to {fmt(max(base), 2)} over the {len(base)} selected images"
+           + (f", and the maps sum to {fmt(min(sums), 2)} to {fmt(max(sums), 2)}" if sums else "") + "."]
+    gap = res.get("additivity_gap_max")
+    if isinstance(gap, (int, float)) and math.isfinite(gap):
+        out.append(f"Against this run's own predictions the sums miss p(image) - p(blurred) by at most {gap:.1e}.")
+    return out
+
+
 def further_section(run: Run) -> Section:
     """Question 4: the further methods, with references."""
-    s = Section("4. Further methods: Grad-CAM, SmoothGrad, Integrated Gradients, Deep Dream, class models, occlusion",
-                refs=["selvaraju", "smilkov", "sundararajan", "zeiler", "mordvintsev", "simonyan"])
+    s = Section("4. Further methods: Grad-CAM, SmoothGrad, Integrated Gradients, SHAP, Deep Dream, class models, "
+                "occlusion", refs=["selvaraju", "smilkov", "sundararajan", "lundberg", "zeiler", "mordvintsev", "simonyan"])
     s.paragraphs.append(
         "Grad-CAM weights a convolutional layer's channels by their mean gradient; SmoothGrad averages gradients "
         "over noisy copies of the image; Integrated Gradients accumulates gradients along a path from a baseline "
         "image; occlusion measures the probability drop under a sliding grey patch; Deep Dream amplifies what a "
         "layer already sees in an image; class models synthesise an image the model rates as each class.")
     s.paragraphs.extend(further_sentences(run))
-    for name in ("gradcam.png", "smoothgrad.png", "integrated_gradients.png", "attribution_comparison.png",
+    s.paragraphs.extend(shap_sentences(run.results.get("shap")))
+    for name in ("gradcam.png", "smoothgrad.png", "integrated_gradients.png", "shap.png", "attribution_comparison.png",
                  "occlusion.png", "deepdream.png", "class_models.png"):
         figure(run, name, s)
     return s
