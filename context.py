@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import dataset
 import demo
 import settings as settings_mod
 from errors import Skipped, UserError
-from model import Autocast, Preprocess, autocast, build_network, find_module, load_weights, probe_4d_modules, read_checkpoint, \
-    sha256_file
+from model import Autocast, Network, Preprocess, autocast, find_module, load_weights, make_network, output_classes, \
+    probe_4d_modules, read_checkpoint, sha256_file
 
 
 @dataclass
@@ -43,6 +44,8 @@ class RunContext:
     checkpoint_meta: dict
     cv2_mode: bool
     precision: str = "fp32"      # of the forward-only passes (--precision; --time-budget may switch it to bf16)
+    resize: dataset.Resize = dataset.STRETCH   # how pictures become the model's input (--resize, the model's meta)
+    weights: str = ""            # where the weights came from (printed once, in run.json)
     cache: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)   # numbers tasks report (into run.json)
 
@@ -101,6 +104,13 @@ class RunContext:
             self.cache["conv_layers"] = probe_4d_modules(self.net, self.input_size, self.device)
         return self.cache["conv_layers"]
 
+    def layers_or_skip(self, what: str) -> list[str]:
+        """conv_layers(); a network without a 4-D layer (and no --layer) skips the task asking, with one line."""
+        layers = self.conv_layers()
+        if not layers and not self.args.layer:
+            raise Skipped(f"the network has no layer with a 4-D output, which {what} needs")
+        return layers
+
     def split(self, name: str) -> dataset.ImageSet:
         """Another split of the same data (e.g. validation for the confusion matrix)."""
         return dataset.open_split(self.data, name)
@@ -111,7 +121,7 @@ class RunContext:
         if key not in self.cache:
             images = self.split(name)
             probs = predict_split(self.infer_model(), images, self.input_size, self.device, self.settings["eval_batch_size"],
-                                  self.cv2_mode, self.settings["loader_workers"])
+                                  self.cv2_mode, self.settings["loader_workers"], self.resize)
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
             self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
         return self.cache[key]
@@ -152,12 +162,12 @@ def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_
 
 
 def predict_split(model: nn.Module, images: dataset.ImageSet, size: int, device: torch.device, batch_size: int,
-                  cv2_mode: bool, workers: int) -> np.ndarray:
+                  cv2_mode: bool, workers: int, resize: dataset.Resize = dataset.STRETCH) -> np.ndarray:
     """Softmax probabilities for a whole split, decoding in worker processes, in listing order."""
     from tqdm import tqdm
 
     out = []
-    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers)
+    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers, resize)
     with torch.inference_mode():
         for x, _ in tqdm(dataset.batches(loader), total=len(loader), desc=f"predict {images.name}",
                          unit="batch", leave=False, disable=None):
@@ -203,7 +213,8 @@ def check_out_dir(out: Path) -> None:
 
 
 def build(args: argparse.Namespace) -> RunContext:
-    """Resolve settings (flags over checkpoint metadata over defaults), load model and images."""
+    """Resolve settings (flags over checkpoint metadata over the model's declared meta over defaults), load model and
+    images."""
     use_demo = args.data is None
     data = demo.ensure_demo_data() if use_demo else Path(args.data)
     if not data.exists():
@@ -218,40 +229,55 @@ def build(args: argparse.Namespace) -> RunContext:
     arch_opts = dict(meta.get("arch_options", {})) if arch == meta.get("arch") else {}
     if args.width is not None:
         arch_opts["width"] = args.width
+    names_file = dataset.read_class_names(args.class_names) if args.class_names else None
+    num_classes = args.num_classes or len(names_file or meta.get("class_names") or []) or None
+    # --- weights: a model file / torchvision --weights carries its own; a checkpoint loads on top; else random
+    built = Network(net, {}, f"the pickled module in {ckpt}") if net is not None else \
+        make_network(arch, num_classes, float(arch_opts.get("width", 1.0)), args.input_size or meta.get("input_size")
+                     or 128, args.weights)
+    net = built.net
+    if state is not None:
+        load_weights(net, state, ckpt, arch)
+    if state is None and built.weights is None and not args.allow_random_weights:
+        tv = "" if arch in ("hw3", "hw5ta") else f", --weights DEFAULT for torchvision's trained {arch}"
+        raise UserError(f"no --checkpoint given for your data: pass --checkpoint FILE{tv} (or --allow-random-weights "
+                        f"to explain an untrained network)")
+    weights = (f"{built.weights}, then checkpoint {ckpt} on top" if built.weights and state is not None else
+               built.weights or (f"checkpoint {ckpt}" if state is not None else
+                                 "none: randomly initialised (--allow-random-weights)"))
+    print(f"weights: {weights}", file=sys.stderr)
+    ckpt_meta, meta = meta, {**built.meta, **meta}   # the checkpoint's metadata over the model's; flags over both
     input_size = args.input_size or meta.get("input_size") or 128
-    class_names = dataset.read_class_names(args.class_names) if args.class_names else \
-        list(meta.get("class_names") or dataset.CLASS_NAMES)
-    num_classes = args.num_classes or len(class_names)
-    if len(class_names) != num_classes:
-        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
     cv2_mode = bool(args.cv2_preprocess)
     bgr = bool(args.bgr or cv2_mode or meta.get("bgr", False))
     mean = _floats(args.mean, "--mean") or meta.get("mean")
     std = _floats(args.std, "--std") or meta.get("std")
+    resize = dataset.Resize(args.resize or meta.get("resize") or "stretch", meta.get("resize_size"),
+                            meta.get("interpolation", "bilinear"))
     device = pick_device(args.device)
     autocast(device, args.precision or "fp32")  # an unsupported --precision fails before any work
-    if net is None:
-        net = build_network(arch, num_classes, float(arch_opts.get("width", 1.0)), input_size)
-        if state is not None:
-            load_weights(net, state, ckpt, arch)
-        elif not args.allow_random_weights:
-            raise UserError("no --checkpoint given for your data: pass --checkpoint FILE (or --allow-random-weights "
-                            "to explain an untrained network)")
     # channels_last measured faster here for every explainer's passes (HW3, 1 thread: forward 30 vs 44 ms/image at
     # batch 8, forward+backward 91 vs 101 ms at batch 4); inputs stay NCHW, the convolutions pick the format.
     model = Preprocess(net, mean, std, bgr).to(device).eval().to(memory_format=torch.channels_last)
+    num_classes = output_classes(model, input_size, device)
+    class_names = names_file or meta.get("class_names")
+    if class_names is None:
+        class_names = list(dataset.CLASS_NAMES) if num_classes == 11 else [f"class {i}" for i in range(num_classes)]
+    elif len(class_names) != num_classes:
+        if not args.num_classes:
+            raise UserError(f"{len(class_names)} class names ({'--class-names' if names_file else 'the model meta'}) "
+                            f"but the model returns {num_classes} logits")
+        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
     out = Path(args.out)
     check_out_dir(out)
     run_settings = settings_mod.resolve(device.type, args.full, args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if dataset.is_food11(data) or not data.exists():
-        split_name = args.split or "training"
-    else:
-        split_name = "images"
+    food11 = dataset.is_food11(data)
+    split_name = (args.split or "training") if food11 else "images"
     imageset = dataset.open_split(data, split_name)
-    indices = dataset.select(imageset, _image_spec(args.images))
-    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode)
+    indices = dataset.select(imageset, _image_spec(args.images), plain=not food11)
+    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode, resize)
     labels = np.array([-1 if imageset.labels[i] is None else imageset.labels[i] for i in indices])
     if (labels >= num_classes).any():
         raise UserError(f"image labels go up to {labels.max()} but the model has {num_classes} classes")
@@ -259,8 +285,8 @@ def build(args: argparse.Namespace) -> RunContext:
                       class_names=class_names, data=data, demo=use_demo, imageset=imageset, indices=indices,
                       images=images, labels=labels, masks=masks, out=out, seed=args.seed, settings=run_settings,
                       checkpoint=ckpt, checkpoint_sha256=sha256_file(ckpt) if ckpt else None,
-                      checkpoint_meta={k: v for k, v in meta.items()}, cv2_mode=cv2_mode,
-                      precision=args.precision or "fp32")
+                      checkpoint_meta=dict(ckpt_meta), cv2_mode=cv2_mode,
+                      precision=args.precision or "fp32", resize=resize, weights=weights)
 
 
 def _image_spec(items: list[str] | None) -> list[str] | None:

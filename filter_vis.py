@@ -267,7 +267,7 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
 def task_filters(ctx) -> list[Path]:
     """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
     s = ctx.settings
-    names = ctx.args.layer or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
+    names = ctx.args.layer or [default_layer(ctx.arch, ctx.net, ctx.layers_or_skip("filter visualization"))]
     layers = list(dict.fromkeys(resolve_layer(ctx.net, n) for n in names))
     chunk, size = int(s["filter_chunk"]), ctx.input_size
     captions = [draw.caption(f, ctx.class_names, None, int(p), float(pr[p]), int(t))

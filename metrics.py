@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import saliency
+from model import device_of
 
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion")
 GRADIENT_METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam")
@@ -70,7 +71,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, ranks: np.ndarra
         raise ValueError(f"mode must be deletion or insertion, got {mode!r}")
     n, c, h, w = images.shape
     counts = (np.arange(steps + 1) * (h * w)) // steps          # pixels changed after each step: 0 .. H*W
-    device = next(model.parameters()).device
+    device = device_of(model)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     ranks_t = torch.as_tensor(np.asarray(ranks), dtype=torch.int64)
     counts_t = torch.as_tensor(counts, dtype=torch.int64)
@@ -169,7 +170,7 @@ def cascade(model: nn.Module, net: nn.Module, layer_name: str | None, images: to
     work = copy.deepcopy(model).eval()
     work_net = work.get_submodule(path) if path else work
     modules = dict(work_net.named_modules())
-    device = next(model.parameters()).device
+    device = device_of(model)
     names = parameterised_modules(work, work_net, images[:1].to(device))
     layer = modules[layer_name] if layer_name else None
     maps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
@@ -333,7 +334,7 @@ def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -
 def sanity(ctx, s: dict[str, Any]) -> dict[str, Any]:
     """The cascading randomisation of the gradient methods on the first `sanity_images` selected images."""
     k = min(int(s["sanity_images"]), len(ctx.files))
-    layer_name = saliency.gradcam_layer_name(ctx)
+    layer_name = saliency.gradcam_layer_name(ctx) if ctx.args.layer or ctx.conv_layers() else None
     bs, st = ctx.settings["grad_batch_size"], ctx.settings
     indices = list(ctx.indices[:k])
     methods: dict[str, MapFn] = {
@@ -344,6 +345,8 @@ def sanity(ctx, s: dict[str, Any]) -> dict[str, Any]:
             m, x, t, int(s["sanity_ig_steps"]), st["ig_baseline"], bs)[0],
         "gradcam": lambda m, layer, x, t: saliency.gradcam(m, layer, x, t, bs),
     }
+    if layer_name is None:   # no 4-D layer: Grad-CAM was skipped, the other methods still get their check
+        del methods["gradcam"]
     seed = int(ctx.rng("trust", "sanity").integers(0, 2 ** 62))
     res = cascade(ctx.model, ctx.net, layer_name, ctx.images[:k], ctx.targets()[:k], methods, seed)
     res["files"] = list(ctx.files[:k])

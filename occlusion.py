@@ -15,6 +15,7 @@ from torch import nn
 
 import draw
 from errors import UserError
+from model import device_of
 from outputs import save_maps
 
 
@@ -37,7 +38,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch
     """Per-pixel mean drop of the target class probability under a sliding grey patch: N x H x W."""
     if patch < 1 or stride < 1:
         raise UserError(f"occlusion_patch ({patch}) and occlusion_stride ({stride}) must be at least 1")
-    device = next(model.parameters()).device
+    device = device_of(model)
     h, w = images.shape[-2:]
     ph, pw = min(patch, h), min(patch, w)
     rows = coverage(h, ph, patch_starts(h, ph, stride)).to(device)    # ny x H

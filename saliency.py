@@ -259,7 +259,7 @@ def gradcam_layer_name(ctx) -> str:
     """--layer (its first value), else default_gradcam_layer of the user's network."""
     if ctx.args.layer:
         return ctx.args.layer[0].split(",")[0].strip()
-    return default_gradcam_layer(ctx.net, ctx.conv_layers())
+    return default_gradcam_layer(ctx.net, ctx.layers_or_skip("Grad-CAM"))
 
 
 def task_saliency(ctx) -> list[Path]:
