@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ import explain
 import seeds
 import settings as settings_mod
 from errors import Skipped, UserError
-from model import Autocast, Preprocess, autocast, build_network, find_module, load_weights, native_bf16, \
-    probe_4d_modules, read_checkpoint, sha256_file
+from model import Autocast, Network, Preprocess, autocast, find_module, load_weights, make_network, native_bf16, \
+    output_classes, probe_4d_modules, read_checkpoint, sha256_file
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Options:
     data: str | None = None
     out: str = "output"
     arch: str | None = None
+    weights: str | None = None
     width: float | None = None
     num_classes: int | None = None
     checkpoint: str | None = None
@@ -42,11 +44,13 @@ class Options:
     mean: str | None = None
     std: str | None = None
     bgr: bool = False
+    resize: str | None = None
     cv2_preprocess: bool = False
     class_names: str | None = None
     target: str | None = None
     layer: tuple[str, ...] = ()
     filters: str | None = None
+    classes: str | None = None
     device: str | None = None
     threads: int | None = None
     seed: int = 0
@@ -109,6 +113,8 @@ class RunContext:
     checkpoint_meta: dict
     cv2_mode: bool
     precision: str = "fp32"      # of the forward-only passes and optimised pictures (gradients stay fp32)
+    resize: dataset.Resize = dataset.STRETCH   # how pictures become the model's input (--resize, the model's meta)
+    weights: str = ""            # where the weights came from (printed once, in run.json)
     cache: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)   # task name -> its TaskResult record
     maps: dict[str, Any] = field(default_factory=dict)      # method -> Attribution of the selected images
@@ -194,6 +200,13 @@ class RunContext:
             self.cache["conv_layers"] = probe_4d_modules(self.net, self.input_size, self.device)
         return self.cache["conv_layers"]
 
+    def layers_or_skip(self, what: str) -> list[str]:
+        """conv_layers(); a network without a 4-D layer (and no --layer) skips the task asking, with one line."""
+        layers = self.conv_layers()
+        if not layers and not self.opts.layer:
+            raise Skipped(f"the network has no layer with a 4-D output, which {what} needs")
+        return layers
+
     def split(self, name: str) -> dataset.ImageSet:
         """Another split of the same data (e.g. validation for the confusion matrix)."""
         return dataset.open_split(self.data, name)
@@ -204,7 +217,7 @@ class RunContext:
         if key not in self.cache:
             images = self.split(name)
             probs = predict_split(self.infer_model(), images, self.input_size, self.device, self.settings["eval_batch_size"],
-                                  self.cv2_mode, self.settings["loader_workers"])
+                                  self.cv2_mode, self.settings["loader_workers"], self.resize)
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
             self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
         return self.cache[key]
@@ -242,8 +255,9 @@ class RunContext:
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "checkpoint_sha256": self.checkpoint_sha256,
             "checkpoint_meta": self.checkpoint_meta,
+            "weights": self.weights,
             "preprocess": {"bgr": self.model.bgr, "cv2": self.cv2_mode, "mean": self.model.mean.flatten().tolist(),
-                           "std": self.model.std.flatten().tolist()},
+                           "std": self.model.std.flatten().tolist(), "resize": self.resize.describe(self.input_size)},
             "device": str(self.device),
             "precision": self.precision,
             "torch_threads": torch.get_num_threads(),
@@ -265,12 +279,12 @@ class RunContext:
 
 
 def predict_split(model: nn.Module, images: dataset.ImageSet, size: int, device: torch.device, batch_size: int,
-                  cv2_mode: bool, workers: int) -> np.ndarray:
+                  cv2_mode: bool, workers: int, resize: dataset.Resize = dataset.STRETCH) -> np.ndarray:
     """Softmax probabilities for a whole split, decoding in worker processes, in listing order."""
     from tqdm import tqdm
 
     out = []
-    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers)
+    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers, resize)
     with torch.inference_mode():
         for x, _ in tqdm(dataset.batches(loader), total=len(loader), desc=f"predict {images.name}",
                          unit="batch", leave=False, disable=None):
@@ -324,7 +338,8 @@ def resolve_precision(asked: str | None, device: torch.device) -> str:
 
 
 def build(opts: Options) -> RunContext:
-    """Resolve settings (flags over checkpoint metadata over defaults), load model and images."""
+    """Resolve settings (flags over checkpoint metadata over the model's declared meta over defaults), load model and
+    images."""
     use_demo = opts.data is None
     data = demo.ensure_demo_data() if use_demo else Path(opts.data)
     if not data.exists():
@@ -339,42 +354,59 @@ def build(opts: Options) -> RunContext:
     arch_opts = dict(meta.get("arch_options", {})) if arch == meta.get("arch") else {}
     if opts.width is not None:
         arch_opts["width"] = opts.width
+    names_file = dataset.read_class_names(opts.class_names) if opts.class_names else None
+    num_classes = opts.num_classes or len(names_file or meta.get("class_names") or []) or None
+    # --- weights: a model file / torchvision --weights carries its own; a checkpoint loads on top; else random
+    if net is not None:
+        built = Network(net, {}, f"the pickled module in {ckpt}")
+    else:
+        with torch.random.fork_rng(devices=[]):   # random initial weights are seeded too (--seed)
+            torch.manual_seed(opts.seed)
+            built = make_network(arch, num_classes, float(arch_opts.get("width", 1.0)),
+                                 opts.input_size or meta.get("input_size") or 128, opts.weights)
+    net = built.net
+    if state is not None:
+        load_weights(net, state, ckpt, arch)
+    if state is None and built.weights is None and not opts.allow_random_weights:
+        tv = "" if arch in ("hw3", "hw5ta") else f", --weights DEFAULT for torchvision's trained {arch}"
+        raise UserError(f"no --checkpoint given for your data: pass --checkpoint FILE{tv} (or --allow-random-weights "
+                        f"to explain an untrained network)")
+    weights = (f"{built.weights}, then checkpoint {ckpt} on top" if built.weights and state is not None else
+               built.weights or (f"checkpoint {ckpt}" if state is not None else
+                                 "none: randomly initialised (--allow-random-weights)"))
+    print(f"weights: {weights}", file=sys.stderr)
+    ckpt_meta, meta = meta, {**built.meta, **meta}   # the checkpoint's metadata over the model's; flags over both
     input_size = opts.input_size or meta.get("input_size") or 128
-    class_names = dataset.read_class_names(opts.class_names) if opts.class_names else \
-        list(meta.get("class_names") or dataset.CLASS_NAMES)
-    num_classes = opts.num_classes or len(class_names)
-    if len(class_names) != num_classes:
-        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
     cv2_mode = bool(opts.cv2_preprocess)
     bgr = bool(opts.bgr or cv2_mode or meta.get("bgr", False))
     mean = _floats(opts.mean, "--mean") or meta.get("mean")
     std = _floats(opts.std, "--std") or meta.get("std")
+    resize = dataset.Resize(opts.resize or meta.get("resize") or "stretch", meta.get("resize_size"),
+                            meta.get("interpolation", "bilinear"))
     device = pick_device(opts.device)
     precision = resolve_precision(opts.precision, device)
-    if net is None:
-        with torch.random.fork_rng(devices=[]):   # random initial weights are seeded too (--seed)
-            torch.manual_seed(opts.seed)
-            net = build_network(arch, num_classes, float(arch_opts.get("width", 1.0)), input_size)
-        if state is not None:
-            load_weights(net, state, ckpt, arch)
-        elif not opts.allow_random_weights:
-            raise UserError("no --checkpoint given for your data: pass --checkpoint FILE (or --allow-random-weights "
-                            "to explain an untrained network)")
     # channels_last measured faster here for every explainer's passes (HW3, 1 thread: forward 30 vs 44 ms/image at
     # batch 8, forward+backward 91 vs 101 ms at batch 4); inputs stay NCHW, the convolutions pick the format.
     model = Preprocess(net, mean, std, bgr).to(device).eval().to(memory_format=torch.channels_last)
+    num_classes = output_classes(model, input_size, device)
+    class_names = names_file or meta.get("class_names")
+    if class_names is None:
+        class_names = list(dataset.CLASS_NAMES) if num_classes == 11 else [f"class {i}" for i in range(num_classes)]
+    elif len(class_names) != num_classes:
+        if not opts.num_classes:
+            raise UserError(f"{len(class_names)} class names ({'--class-names' if names_file else 'the model meta'}) "
+                            f"but the model returns {num_classes} logits")
+        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
     out = Path(opts.out)
     check_out_dir(out)
     run_settings = settings_mod.resolve(device.type, opts.full, list(opts.set), trust_full=opts.trust == "full")
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    if dataset.is_food11(data) or not data.exists():
-        split_name = opts.split or "training"
-    else:
-        split_name = "images"
+    food11 = dataset.is_food11(data)
+    split_name = (opts.split or "training") if food11 else "images"
     imageset = dataset.open_split(data, split_name)
-    indices = dataset.select(imageset, list(opts.images) if opts.images else None)
-    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode)
+    indices = dataset.select(imageset, list(opts.images) if opts.images else None, plain=not food11)
+    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode, resize)
     labels = np.array([-1 if imageset.labels[i] is None else imageset.labels[i] for i in indices])
     if (labels >= num_classes).any():
         raise UserError(f"image labels go up to {labels.max()} but the model has {num_classes} classes")
@@ -382,5 +414,6 @@ def build(opts: Options) -> RunContext:
                       class_names=class_names, data=data, demo=use_demo, imageset=imageset, indices=indices,
                       images=images, labels=labels, masks=masks, out=out, seed=opts.seed, settings=run_settings,
                       checkpoint=ckpt, checkpoint_sha256=sha256_file(ckpt) if ckpt else None,
-                      checkpoint_meta={k: v for k, v in meta.items()}, cv2_mode=cv2_mode, precision=precision)
+                      checkpoint_meta=dict(ckpt_meta), cv2_mode=cv2_mode, precision=precision, resize=resize,
+                      weights=weights)
 

@@ -273,7 +273,7 @@ def task_filters(ctx) -> FiltersResult:
     import draw
 
     s = ctx.settings
-    names = list(ctx.opts.layer) or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
+    names = list(ctx.opts.layer) or [default_layer(ctx.arch, ctx.net, ctx.layers_or_skip("filter visualization"))]
     layers = list(dict.fromkeys(resolve_layer(ctx.net, n) for n in names))
     chunk, size = int(s["filter_chunk"]), ctx.input_size
     captions = [draw.caption(f, ctx.class_names, None, int(p), float(pr[p]), int(t))

@@ -267,8 +267,10 @@ def pick_examples(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> li
     return out
 
 
-def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path) -> Path:
-    """lime_classes.png: per class, its most confident correct and wrong image with their LIME overlays."""
+def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path,
+                 top: Sequence[tuple[int, int, int]] = ()) -> Path:
+    """lime_classes.png: per class, its most confident correct and wrong image with their LIME overlays (and, for
+    many classes, a table of the top confusions (true, predicted, images) below)."""
     import draw
 
     any_wrong = any(row["wrong"] is not None for row in rows)
@@ -296,7 +298,15 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path)
                 a.set_title(f"LIME for {_cls(names, c)}\n({'predicted' if c == ex['pred'] else 'true'} class)")
     fig.text(0.5, 0.003, f"green = superpixel supports the class, red = against (the {COURSE_FEATURES} strongest "
              f"with |weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest)", ha="center", va="bottom", fontsize=7)
-    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight())
+    table = 0.0
+    if top:
+        lines = ["top confusions (true -> predicted: images): "
+                 + "; ".join(f"{_cls(names, t)} -> {_cls(names, p)}: {c}" for t, p, c in top[k:k + 3])
+                 for k in range(0, len(top), 3)]
+        table = 0.16 * len(lines) + 0.1
+        fig.text(0.01, 0.15 / fig.get_figheight(), "\n".join(lines), ha="left", va="bottom", fontsize=7,
+                 family="monospace")
+    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight() + table)
     return draw.save(fig, path)
 
 
@@ -312,7 +322,9 @@ def task_lime_classes(ctx) -> LimeClassesResult:
     labels, probs, imageset = pred["labels"], pred["probs"], pred["images"]
     counts = confusion.confusion_counts(labels, probs.argmax(1), ctx.num_classes)
     acc, confused = confusion.per_class_accuracy(counts), confusion.most_confused(counts)
-    picks = pick_examples(labels, probs, ctx.num_classes)
+    many = ctx.num_classes > confusion.MAX_GRID   # rows for the most-missed classes, and a top-confusions table
+    classes = confusion.most_missed(counts, confusion.LIME_CLASS_ROWS) if many else list(range(ctx.num_classes))
+    picks = [pick_examples(labels, probs, ctx.num_classes)[c] for c in classes]
     chosen = sorted({i for pair in picks for i in pair if i >= 0})
     n = ctx.settings["lime_class_samples"]
     images, _ = dataset.load_batch(imageset, chosen, ctx.input_size, ctx.cv2_mode)
@@ -323,7 +335,7 @@ def task_lime_classes(ctx) -> LimeClassesResult:
                             **opts)
     exps = dict(zip(chosen, att.explanations))
     rows = []
-    for c, pair in enumerate(picks):
+    for c, pair in zip(classes, picks):
         row = {"cls": c, "accuracy": float(acc[c]), "confused": int(confused[c])}
         for key, i in zip(("correct", "wrong"), pair):
             if i < 0:
@@ -336,7 +348,10 @@ def task_lime_classes(ctx) -> LimeClassesResult:
                                                 int(labels[i]))}
         rows.append(row)
     title = f"LIME per class on {split}:\nits most confident correct and wrong image ({n} samples each)"
-    files = [draw_classes(rows, ctx.class_names, title, ctx.out / "lime_classes.png")]
+    top = confusion.top_confusions(counts, 9) if many else []
+    if many:
+        title += f"\nthe {len(classes)} of {ctx.num_classes} classes with the most misclassified images"
+    files = [draw_classes(rows, ctx.class_names, title, ctx.out / "lime_classes.png", top)]
     return LimeClassesResult(
         files=files, split=split, samples=int(n), precision=ctx.precision,
         classes={ctx.class_names[r["cls"]]: {

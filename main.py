@@ -30,22 +30,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="Food-11 folder (training/validation/testing), a folder of images or one image; "
                                   "default: the embedded demo")
     p.add_argument("--out", default="output", help="output folder")
-    p.add_argument("--arch", help="hw3 | hw5ta | a torchvision model name | path/to/file.py:callable "
-                                  "(default: from the checkpoint, else hw3)")
+    p.add_argument("--arch", help="hw3 | hw5ta | a torchvision model name | path/to/file.py:callable (which returns "
+                                  "the network with its weights, or (network, meta dict)) (default: from the "
+                                  "checkpoint, else hw3)")
+    p.add_argument("--weights", metavar="DEFAULT|NAME",
+                   help="torchvision's trained weights for --arch NAME (DEFAULT or an enum name such as IMAGENET1K_V2), "
+                        "with their preprocessing and class names; read from torch's hub cache, downloaded when missing")
     p.add_argument("--width", type=float, help="channel width multiplier for hw3/hw5ta (the demo uses 0.25)")
     p.add_argument("--num-classes", type=int, help="number of classes (default: number of class names)")
     p.add_argument("--checkpoint", help="model weights (default: the demo checkpoint when --data is not given)")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints holding a whole pickled module")
-    p.add_argument("--allow-random-weights", action="store_true", help="explain an untrained network (no checkpoint)")
-    p.add_argument("--images", action="append", metavar="IDX|FILE",
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="explain an untrained network (an --arch built by name with no checkpoint and no --weights)")
+    p.add_argument("--images", action="append", metavar="IDX|FILE|all",
                    help="images to explain: indices into the sorted listing and/or file names (repeatable or comma "
-                        "list); default: training indices 83,4218,4707,8598, else the first image of classes 0-3")
+                        "list), or all; default: training indices 83,4218,4707,8598 (else the first image of classes "
+                        "0-3) for Food-11 trees, every image up to 8 for a plain folder")
     p.add_argument("--split", help="split the explained images come from (default: training)")
     p.add_argument("--eval-split", default="validation", help="split for the confusion matrix and per-class analyses")
     p.add_argument("--input-size", type=int, help="model input size in pixels (default: checkpoint's, else 128)")
     p.add_argument("--mean", help="per-channel normalisation mean, e.g. 0.485,0.456,0.406 (applied inside the model)")
     p.add_argument("--std", help="per-channel normalisation std")
-    p.add_argument("--bgr", action="store_true", help="the model was trained on BGR input")
+    p.add_argument("--bgr", action="store_true", help="the model was trained on BGR input (--mean/--std stay in RGB order)")
+    p.add_argument("--resize", choices=("stretch", "crop"),
+                   help="stretch to the input size, or crop: shorter side then centre crop as torchvision's ImageNet "
+                        "transforms (default: what the model declares, else stretch)")
+    p.add_argument("--classes", metavar="IDS",
+                   help="classes for the class models, list and/or ranges, e.g. 0-3,7 (default: every class when "
+                        "there are at most 12, else the selected images' target and predicted classes)")
     p.add_argument("--cv2-preprocess", action="store_true",
                    help="read and resize with OpenCV exactly like the HW3 baseline (implies --bgr)")
     p.add_argument("--class-names", help="text file with one class name a line (default: Food-11's)")

@@ -29,6 +29,7 @@ class ConfusionResult(TaskResult):
     accuracy: float
     per_class_accuracy: dict[str, float | None]
     most_confused: dict[str, str | None]
+    top_confusions: list[dict[str, Any]]     # the largest off-diagonal cells: true, pred, images
 
 
 @dataclass(kw_only=True)
