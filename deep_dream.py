@@ -267,4 +267,4 @@ def task_classviz(ctx) -> ClassModelsResult:
         draw.show_image(ax, images[k], f"{ctx.class_names[c]}\np = {reached[k]:.3f}{note}")
     draw.layout(fig)
     return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")],
-                             reached={name: float(p) for name, p in zip(ctx.class_names, reached)})
+                             reached={ctx.class_names[c]: float(p) for c, p in zip(classes, reached)})
