@@ -21,8 +21,11 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "occlusion": ("occlusion", "task_occlusion"),
     "compare": ("saliency", "task_compare"),
     "trust": ("metrics", "task_trust"),
+    "audit": ("audit", "task_audit"),
     "report": ("report.build", "task_report"),
 }
+# Whole-split work that runs only when asked for (--task audit): never in the default list.
+OPT_IN = ("audit",)
 # `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
 SPECIAL = ("train",)
 
@@ -33,8 +36,8 @@ def names() -> list[str]:
 
 
 def default_tasks() -> list[str]:
-    """What `python main.py` runs with no --task: every registered task, in order (never train)."""
-    return list(REGISTRY)
+    """What `python main.py` runs with no --task: every registered task but the opt-in ones, in order (never train)."""
+    return [n for n in REGISTRY if n not in OPT_IN]
 
 
 def get(name: str) -> Callable:
