@@ -39,7 +39,8 @@ from errors import Skipped, UserError
 
 COLUMNS = ["index", "file", "label", "pred", "confidence", "correct", "deletion_auc", "border_mass", "spot_mass",
            "typical_mass", "cluster", "suspicion", "suspicion_rank", "object_mass", "mark_mass", "has_mark"]
-RAY_CONNECT_TIMEOUT_S = 20.0   # joining --ray-address: TCP probe and ray.init together stay under 30 s
+RAY_PROBE_TIMEOUT_S = 5.0   # joining --ray-address: the TCP probe, then at most RAY_JOIN_RETRIES ~1 s GCS retries,
+RAY_JOIN_RETRIES = 6        # so a run that cannot join ends within 30 s, start-up included
 
 
 # ---------------------------------------------------------------- the per-batch function
@@ -486,8 +487,24 @@ def _probe(address: str, timeout: float) -> None:
                         ) from None
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (C++ libraries write there directly)."""
+    import sys
+
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def ray_init(address: str | None) -> None:
-    """Join the cluster at `address` (checked first, within RAY_CONNECT_TIMEOUT_S), or start a local Ray."""
+    """Join the cluster at `address` (TCP-probed first), or start a local Ray for this run."""
     import logging
 
     import ray
@@ -495,10 +512,11 @@ def ray_init(address: str | None) -> None:
     repo = str(Path(__file__).resolve().parent)
     if address:
         if address != "auto":
-            _probe(address, RAY_CONNECT_TIMEOUT_S / 2)
+            _probe(address, RAY_PROBE_TIMEOUT_S)
         env = {"working_dir": repo, "excludes": [".cache/", ".venv", ".git/", "output/", "**/__pycache__/"]}
         try:
-            ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
+            with _quiet_stderr():   # the core library prints a warning line per failed retry
+                ray.init(address=address, runtime_env=env, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot join the Ray cluster at --ray-address {address}: "
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
@@ -528,6 +546,8 @@ def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str |
     import logging
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if address:   # read when ray is imported: ~1 s per GCS retry, 20 by default
+        os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", str(RAY_JOIN_RETRIES))
     import ray
 
     images = dataset.open_split(cfg.data, cfg.split)
