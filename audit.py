@@ -552,8 +552,8 @@ def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str |
 
     images = dataset.open_split(cfg.data, cfg.split)
     ray_init(address)
+    logging.disable(logging.WARNING)   # Ray Data re-configures its loggers on every execution: mute its info lines
     try:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         gpu = device.type == "cuda"
@@ -565,7 +565,8 @@ def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str |
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * actors))
         out = ds.map_batches(RayAuditActor, fn_constructor_kwargs={"model_ref": [ref], "cfg": cfg,
                                                                     "num_classes": num_classes, "gpu": gpu},
-                             batch_size=cfg.batch_size, batch_format="numpy", concurrency=actors,
+                             batch_size=cfg.batch_size, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0,
                              num_gpus=1 if gpu else 0, num_cpus=1 if gpu else min(cfg.threads, cpus))
         try:
             parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
@@ -575,6 +576,7 @@ def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str |
                 raise err from None
             raise
     finally:
+        logging.disable(logging.NOTSET)
         ray.shutdown()
     index = np.concatenate([p["index"] for p in parts])
     rows = AuditRows.concat(parts).take(np.argsort(index, kind="stable"))
