@@ -472,8 +472,11 @@ class RayAuditActor:
         return {"index": idx, **self.auditor.rows(x, idx).columns()}
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Open a TCP connection to a Ray address (host:port, ray://host:port) or raise a one-line UserError."""
+def probe_address(address: str, timeout: float = RAY_PROBE_TIMEOUT_S) -> None:
+    """Open a TCP connection to a Ray address (host:port, ray://host:port; 'auto' is not probed) or raise a one-line
+    UserError."""
+    if address == "auto":
+        return
     target = address.split("://", 1)[-1].rstrip("/")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
@@ -511,8 +514,7 @@ def ray_init(address: str | None) -> None:
 
     repo = str(Path(__file__).resolve().parent)
     if address:
-        if address != "auto":
-            _probe(address, RAY_PROBE_TIMEOUT_S)
+        probe_address(address)
         env = {"working_dir": repo, "excludes": [".cache/", ".venv", ".git/", "output/", "**/__pycache__/"]}
         try:
             with _quiet_stderr():   # the core library prints a warning line per failed retry

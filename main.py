@@ -115,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         if names and not args.checkpoint:
             args.checkpoint = str(saved)
     ctx = None
+    if names and "audit" in names and args.engine == "ray" and args.ray_address:   # issue 19: before any work
+        import audit
+
+        audit.probe_address(args.ray_address)
     if names:
         t0 = time.perf_counter()
         ctx = context.build(args)
