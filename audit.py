@@ -324,25 +324,30 @@ def spot_mass(maps: np.ndarray, window: int) -> np.ndarray:
     return (F.avg_pool2d(t, window, stride=1) * window * window).amax((1, 2, 3)).numpy()
 
 
-def suspicion(rows: AuditRows, means: np.ndarray, window: int, typical_share: float = 0.5
+def typical_region(mean: np.ndarray, share: float) -> np.ndarray:
+    """Bool g x g: the fewest cells of a mean map that hold `share` of its mass (ties by cell order)."""
+    flat = np.asarray(mean, dtype=np.float64).ravel()
+    order = np.argsort(-flat, kind="stable")
+    cum = np.cumsum(flat[order])
+    region = np.zeros(flat.size, dtype=bool)
+    if cum[-1] > 0:
+        region[order[:int(np.searchsorted(cum, share * cum[-1])) + 1]] = True
+    return region.reshape(mean.shape)
+
+
+def suspicion(rows: AuditRows, window: int, typical_share: float = 0.5
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Suspicion score from maps and predictions only: (spot_mass, typical_mass, score).
 
-    typical region of class c = the fewest cells of its mean map that hold `typical_share` of its mass;
-    typical_mass = the image's mass share in its predicted class's typical region;
-    spot_mass = its largest mass share in one window x window block;
-    score = confidence x spot_mass x (1 - typical_mass).
+    typical region = the fewest cells of the split's mean normalised map that hold `typical_share` of its mass
+    (where the model usually looks, whatever it predicts);
+    typical_mass = the image's mass share in that region;
+    spot_mass = its largest mass share inside one window x window block of cells;
+    score = confidence x spot_mass x (1 - typical_mass): a confident prediction whose evidence sits in one small
+    spot away from where the model usually looks.
     """
     norm = normalised(rows.maps)
-    n, g = len(norm), norm.shape[-1]
-    region = np.zeros_like(means, dtype=bool)
-    for c, m in enumerate(means):
-        flat = m.ravel()
-        order = np.argsort(-flat, kind="stable")
-        cum = np.cumsum(flat[order])
-        keep = order[:int(np.searchsorted(cum, typical_share * cum[-1]) + 1)] if cum[-1] > 0 else order[:0]
-        region[c].ravel()[keep] = True
-    typical = (norm * region[rows.pred]).sum((1, 2))
+    typical = (norm * typical_region(norm.mean(0), typical_share)).sum((1, 2)) if len(norm) else np.zeros(0)
     spot = spot_mass(rows.maps, window)
     return spot, typical, rows.confidence * spot * (1.0 - typical)
 
@@ -358,7 +363,7 @@ def summarise(rows: AuditRows, num_classes: int, clusters: int, seed: int, windo
         lab, _ = kmeans(norm[idx], clusters, seeds.rng(seed, "audit", "kmeans", c))
         cluster[idx] = lab
         sizes.append(np.bincount(lab, minlength=min(clusters, len(idx))).tolist() if len(idx) else [])
-    spot, typical, score = suspicion(rows, means, window)
+    spot, typical, score = suspicion(rows, window)
     order = np.lexsort((np.arange(len(score)), -score))
     rank = np.empty(len(score), dtype=np.int64)
     rank[order] = np.arange(1, len(score) + 1)
@@ -640,7 +645,7 @@ def task_audit(ctx) -> list[Path]:
     marked = rows.has_mark >= 0
     ctx.results["audit"] = {
         "split": split, "images": len(files), "engine": engine, "seconds": round(seconds, 3), "layer": cfg.layer,
-        "grid": cfg.grid, "steps": cfg.steps, "border": cfg.border, "top": len(top),
+        "grid": cfg.grid, "steps": cfg.steps, "border": cfg.border, "spot": int(s["audit_spot"]), "top": len(top),
         "accuracy": float((rows.pred == rows.label)[rows.label >= 0].mean()) if (rows.label >= 0).any() else None,
         "mean_border_mass": float(rows.border_mass.mean()),
         "mean_deletion_auc": float(rows.deletion_auc.mean()),

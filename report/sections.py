@@ -801,8 +801,9 @@ def audit_section(run: Run) -> Section | None:
                             f"AUC {fmt(_mean([num(r, 'deletion_auc') for r in rows]))}.")
     s.paragraphs.append(
         "Suspicion = confidence x spot mass x (1 - typical mass): the spot mass is the largest share of the map in "
-        "one small block of cells, the typical mass its share on the region where the mean map of its predicted "
-        "class holds half of its mass. It reads maps and predictions only, never a mask.")
+        f"one {res.get('spot', 3)}x{res.get('spot', 3)}-cell block, the typical mass its share on the region where "
+        "the split's mean map holds half of its mass (where the model usually looks). It reads maps and predictions "
+        "only, never a mask.")
     top = sorted(rows, key=lambda r: int(r["suspicion_rank"]))[:int(res.get("top") or 16)]
     marked = [r for r in rows if r.get("has_mark") not in (None, "")]
     if marked and len(marked) == n:
