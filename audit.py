@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -544,6 +545,11 @@ def _user_error(exc: BaseException) -> UserError | None:
     return None
 
 
+def _no_restarts() -> dict[str, Any]:
+    """Remote args of the audit actors: no restarts."""
+    return {"max_restarts": 0}
+
+
 def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str | None, device: torch.device
             ) -> AuditRows:
     """The audit through Ray Data: the file list as a dataset, map_batches over a pool of actors (one model each,
@@ -570,11 +576,13 @@ def run_ray(model: nn.Module, cfg: AuditConfig, num_classes: int, address: str |
         ref = ray.put(copy.deepcopy(model).cpu())
         items = [{"index": i, "path": str(p)} for i, p in enumerate(images.paths)]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * actors))
-        out = ds.map_batches(RayAuditActor, fn_constructor_kwargs={"model_ref": [ref], "cfg": cfg,
-                                                                    "num_classes": num_classes, "gpu": gpu},
-                             batch_size=cfg.batch_size, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0,
-                             num_gpus=1 if gpu else 0, num_cpus=1 if gpu else min(cfg.threads, cpus))
+        with warnings.catch_warnings():   # max_restarts=0 (a failed actor fails the run; restarts would warn that
+            warnings.filterwarnings("ignore", message=".*ray_remote_args_fn.*")   # their arguments may be gone)
+            out = ds.map_batches(RayAuditActor, fn_constructor_kwargs={"model_ref": [ref], "cfg": cfg,
+                                                                        "num_classes": num_classes, "gpu": gpu},
+                                 batch_size=cfg.batch_size, batch_format="numpy",
+                                 compute=ray.data.ActorPoolStrategy(size=actors), ray_remote_args_fn=_no_restarts,
+                                 num_gpus=1 if gpu else 0, num_cpus=1 if gpu else min(cfg.threads, cpus))
         try:
             parts = list(out.iter_batches(batch_size=None, batch_format="numpy"))
         except Exception as exc:  # noqa: BLE001 - a bad image in a worker is the user's one-line error again

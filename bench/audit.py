@@ -12,6 +12,7 @@ per-image cost, and the Ray engine's time on a local Ray (start and stop include
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import sys
 import tempfile
@@ -57,13 +58,20 @@ def subset_tree(n: int) -> Path:
     return root
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the loader's decoding workers)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
 def tight_loop(model: torch.nn.Module, layer: torch.nn.Module, n: int, batch: int, steps: int,
-               device: torch.device) -> float:
-    """Seconds for the audit's model passes of n images on random tensors: Grad-CAM pass + (steps - 1) forwards."""
+               device: torch.device) -> tuple[float, float]:
+    """Wall and CPU seconds of the audit's model passes of n images on random tensors: Grad-CAM pass + (steps - 1)
+    forwards."""
     x = torch.rand(batch, 3, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
     chunks = -(-n // batch)
     audit.cam_pass(model, layer, x[:1].cpu(), batch, 16)   # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for _ in range(chunks):
         audit.cam_pass(model, layer, x, batch, 16)
     with torch.inference_mode():
@@ -71,7 +79,7 @@ def tight_loop(model: torch.nn.Module, layer: torch.nn.Module, n: int, batch: in
             model(x)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def cli() -> None:
@@ -100,13 +108,14 @@ def cli() -> None:
     passes = n * cfg.steps
     print(f"{n} images of {data}/validation, batch {cfg.batch_size}, {cfg.steps} deletion steps: "
           f"{n} Grad-CAM passes + {n * (cfg.steps - 1)} forward passes")
-    tight = tight_loop(model, net.cnn[18], n, cfg.batch_size, cfg.steps, device)
-    print(f"tight loop of the same passes: {tight:.1f} s ({passes / tight:.1f} passes/s)")
-    t0 = time.perf_counter()
+    tight, tight_cpu = tight_loop(model, net.cnn[18], n, cfg.batch_size, cfg.steps, device)
+    print(f"tight loop of the same passes: {tight:.1f} s ({passes / tight:.1f} passes/s), {tight_cpu:.1f} CPU s")
+    t0, c0 = time.perf_counter(), cpu_seconds()
     rows = audit.run_local(model, cfg, 11)
-    local = time.perf_counter() - t0
+    local, local_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     print(f"local engine: {local:.1f} s, {1000 * local / n:.1f} ms/image, {local / tight:.2f}x the tight loop "
-          f"(efficiency {100 * tight / local:.0f}%)", flush=True)
+          f"(efficiency {100 * tight / local:.0f}%); CPU {local_cpu:.1f} s incl. decoding workers, "
+          f"{local_cpu / tight_cpu:.2f}x the loop's CPU", flush=True)
     if not a.no_ray:
         t0 = time.perf_counter()
         ray_rows = audit.run_ray(model, cfg, 11, None, device)
