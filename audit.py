@@ -340,15 +340,16 @@ def suspicion(rows: AuditRows, window: int, typical_share: float = 0.5
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Suspicion score from maps and predictions only: (spot_mass, typical_mass, score).
 
-    typical region = the fewest cells of the split's mean normalised map that hold `typical_share` of its mass
-    (where the model usually looks, whatever it predicts);
+    typical region = the fewest cells of the split's per-cell median normalised map that hold `typical_share` of
+    its mass (where the model usually looks, whatever it predicts; the median, so that a spot used by a minority of
+    the images, such as a shortcut, does not become typical);
     typical_mass = the image's mass share in that region;
     spot_mass = its largest mass share inside one window x window block of cells;
     score = confidence x spot_mass x (1 - typical_mass): a confident prediction whose evidence sits in one small
     spot away from where the model usually looks.
     """
     norm = normalised(rows.maps)
-    typical = (norm * typical_region(norm.mean(0), typical_share)).sum((1, 2)) if len(norm) else np.zeros(0)
+    typical = (norm * typical_region(np.median(norm, 0), typical_share)).sum((1, 2)) if len(norm) else np.zeros(0)
     spot = spot_mass(rows.maps, window)
     return spot, typical, rows.confidence * spot * (1.0 - typical)
 

@@ -802,7 +802,8 @@ def audit_section(run: Run) -> Section | None:
     s.paragraphs.append(
         "Suspicion = confidence x spot mass x (1 - typical mass): the spot mass is the largest share of the map in "
         f"one {res.get('spot', 3)}x{res.get('spot', 3)}-cell block, the typical mass its share on the region where "
-        "the split's mean map holds half of its mass (where the model usually looks). It reads maps and predictions "
+        "the split's per-cell median map holds half of its mass (where the model usually looks). It reads maps and "
+        "predictions "
         "only, never a mask.")
     top = sorted(rows, key=lambda r: int(r["suspicion_rank"]))[:int(res.get("top") or 16)]
     marked = [r for r in rows if r.get("has_mark") not in (None, "")]
