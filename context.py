@@ -51,6 +51,8 @@ class Options:
     layer: tuple[str, ...] = ()
     filters: str | None = None
     classes: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
     device: str | None = None
     threads: int | None = None
     seed: int = 0

@@ -260,8 +260,13 @@ class _SplitData(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        arr = load_image(self.images.paths[i], self.size, self.cv2_mode, self.resize)
-        return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1), i
+        return decode_uint8(self.images.paths[i], self.size, self.cv2_mode, self.resize), i
+
+
+def decode_uint8(path: Path, size: int, cv2_mode: bool = False, resize: "Resize | None" = None) -> torch.Tensor:
+    """One image as the split loaders deliver it: a 3 x size x size uint8 tensor (load_image, rounded)."""
+    arr = load_image(path, size, cv2_mode, resize)
+    return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1)
 
 
 def split_loader(images: ImageSet, size: int, batch_size: int, cv2_mode: bool = False, workers: int = 2,

@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="scale sample counts down just enough to fit this many seconds (recorded in run.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
+    # audit task (--task audit) -- engine flags
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="audit: run in this process (local) or through Ray Data actors (ray)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="audit with --engine ray: join this Ray cluster (host:port, ray://host:port or auto); "
+                        "default: start a local Ray for the run")
     # train task
     p.add_argument("--epochs", type=int, default=30, help="train: epochs")
     p.add_argument("--batch-size", type=int, default=64, help="train: batch size")
@@ -121,6 +127,10 @@ def run(opts) -> int:
         names.remove("train")
         if names and not opts.checkpoint:
             opts = dataclasses.replace(opts, checkpoint=str(saved))
+    if names and "audit" in names and opts.engine == "ray" and opts.ray_address:   # before any work
+        import audit
+
+        audit.probe_address(opts.ray_address)
     if names:
         t0 = time.perf_counter()
         ctx = context.build(opts)

@@ -147,6 +147,30 @@ class TrustResult(TaskResult):
 
 
 @dataclass(kw_only=True)
+class AuditResult(TaskResult):
+    """The whole-split audit: settings, split-wide numbers and the most suspicious images."""
+
+    split: str
+    images: int
+    engine: str
+    seconds: float
+    layer: str
+    grid: int
+    steps: int
+    border: float
+    spot: int
+    top: int
+    accuracy: float | None
+    mean_border_mass: float
+    mean_deletion_auc: float
+    top_files: list[str]
+    top_marked: int | None          # of the top images, how many carry the demo's mark (None without mark masks)
+    marked_share: float | None      # the split's share of marked images (what chance would give)
+    class_counts: list[int]
+    cluster_sizes: Any
+
+
+@dataclass(kw_only=True)
 class ReportResult(TaskResult):
     """The report files and the figures they embed."""
 

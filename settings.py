@@ -59,6 +59,13 @@ DEFAULTS: dict[str, Any] = {
     "sanity_smoothgrad_n": 10,
     "sanity_ig_steps": 16,
     "insertion_blur": 0.0625,
+    # whole-split audit (--task audit): low-resolution Grad-CAM and cheap deletion (audit.py)
+    "audit_grid": 16,         # cells per side of the audit maps (and of the deletion order)
+    "audit_steps": {"cpu": 4, "cuda": 8},   # deletion steps: steps - 1 extra forward passes per image
+    "audit_border": 0.125,    # border band: cells within this fraction of the side of an edge
+    "audit_clusters": 3,      # attention patterns (k-means clusters) per predicted class
+    "audit_spot": 3,          # spot window (cells per side) of the suspicion score
+    "audit_top": 16,          # suspicious images shown in audit.png and the report
 }
 
 FULL: dict[str, Any] = {

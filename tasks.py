@@ -37,8 +37,11 @@ REGISTRY: dict[str, Task] = {
     "occlusion": Task("occlusion", "task_occlusion", ("occlusion",)),
     "compare": Task("saliency", "task_compare", ("*",)),
     "trust": Task("metrics", "task_trust", ("*",)),
+    "audit": Task("audit", "task_audit", default=False),   # whole-split work: only when asked for
     "report": Task("report.build", "task_report"),
 }
+# Whole-split work that runs only when asked for (--task audit): never in the default list.
+OPT_IN = ("audit",)
 # `train` is not a context task: main.py runs it before building the context (it makes the checkpoint).
 SPECIAL = ("train",)
 
