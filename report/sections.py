@@ -817,7 +817,7 @@ def audit_section(run: Run) -> Section | None:
         s.notes.append("audit.png is not in this output folder.")
     return s
 
-# ---------------------------------------------------------------- audit section (issue 19) -- end
+
 
 
 def appendix_section(run: Run, in_run: bool) -> Section:
