@@ -159,6 +159,8 @@ def task_confusion(ctx) -> ConfusionResult:
                            [[f, int(lb), ctx.class_names[lb], int(p), ctx.class_names[p], f"{pr[p]:.6f}"]
                             for f, lb, p, pr in zip(pred["files"], labels, preds, probs)]))
     return ConfusionResult(files=files, split=split, images=int(len(labels)), accuracy=acc,
+                           precision="fp32" if ctx.precision == "fp32" else "bf16, fp32 re-check",
+                           rechecked_fp32=int(pred["rechecked"]),
                            per_class_accuracy={n: (None if np.isnan(a) else float(a)) for n, a in
                                                zip(ctx.class_names, per_class_accuracy(counts))},
                            most_confused={n: (ctx.class_names[c] if c >= 0 else None) for n, c in

@@ -218,10 +218,13 @@ class RunContext:
         key = f"split:{name}"
         if key not in self.cache:
             images = self.split(name)
-            probs = predict_split(self.infer_model(), images, self.input_size, self.device, self.settings["eval_batch_size"],
-                                  self.cv2_mode, self.settings["loader_workers"], self.resize)
+            bf16 = self.infer_model() if self.precision == "bf16" else None
+            probs, rechecked = predict_split(self.model, images, self.input_size, self.device,
+                                             self.settings["eval_batch_size"], self.cv2_mode,
+                                             self.settings["loader_workers"], self.resize, bf16)
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
-            self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
+            self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs,
+                               "rechecked": rechecked}
         return self.cache[key]
 
     def eval_predictions(self) -> dict[str, Any]:
@@ -281,17 +284,27 @@ class RunContext:
 
 
 def predict_split(model: nn.Module, images: dataset.ImageSet, size: int, device: torch.device, batch_size: int,
-                  cv2_mode: bool, workers: int, resize: dataset.Resize = dataset.STRETCH) -> np.ndarray:
-    """Softmax probabilities for a whole split, decoding in worker processes, in listing order."""
+                  cv2_mode: bool, workers: int, resize: dataset.Resize = dataset.STRETCH,
+                  bf16_model: nn.Module | None = None) -> tuple[np.ndarray, int]:
+    """Softmax probabilities for a whole split (decoding in worker processes, in listing order), and how many images
+    were re-checked in fp32. With a bf16 model the pass runs in bf16 and every image whose top-2 margin lies within
+    the measured bf16 error bound is re-run in fp32 (exact.recheck), so the predictions are fp32's."""
+    import exact
     from tqdm import tqdm
 
-    out = []
+    out, rechecked = [], 0
     loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers, resize)
     with torch.inference_mode():
         for x, _ in tqdm(dataset.batches(loader), total=len(loader), desc=f"predict {images.name}",
                          unit="batch", leave=False, disable=None):
-            out.append(torch.softmax(model(x.to(device).float() / 255.0).float(), 1).cpu())
-    return torch.cat(out).numpy()
+            x = x.to(device).float() / 255.0
+            if bf16_model is None:
+                out.append(torch.softmax(model(x).float(), 1).cpu())
+                continue
+            checked = exact.recheck(model, bf16_model, x)
+            out.append(checked.probs)
+            rechecked += int(checked.rechecked.sum())
+    return torch.cat(out).numpy(), rechecked
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -30,6 +30,7 @@ class ConfusionResult(TaskResult):
     per_class_accuracy: dict[str, float | None]
     most_confused: dict[str, str | None]
     top_confusions: list[dict[str, Any]]     # the largest off-diagonal cells: true, pred, images
+    rechecked_fp32: int = 0                  # bf16 runs: images whose prediction was re-checked in fp32
 
 
 @dataclass(kw_only=True)
