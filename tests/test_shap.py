@@ -104,7 +104,7 @@ def test_logits_are_explained_through_softmax(demo_ctx):
 
 def test_mass_on_the_object(demo_ctx, gt_batch):
     """Default settings, a correctly classified image of each of six classes: positive mass in the mask >= 2x its
-    share, on every image (measured at 500 evaluations on one image of every class: 3.8x to 11.5x, mean 6.3x).
+    share, on every image (at 500 evaluations, one image of every class measured 3.8x to 11.5x, mean 6.3x).
 
     The demo has no shortcut marks yet (masks_mark/); images that carry one are left out when it has.
     """
