@@ -149,7 +149,8 @@ def test_report_sentences():
     from report.sections import REFERENCES, shap_sentences
 
     res = {"max_evals": 500, "masker": "blur(64,64)", "precision": "bf16",
-           "base_values": {"a.jpg": 0.31, "b.jpg": 0.02}, "sum": {"a.jpg": 0.68, "b.jpg": 0.97}, "additivity_gap_max": 2e-3}
+           "base_values": {"a.jpg": 0.31, "b.jpg": 0.02}, "sum": {"a.jpg": 0.68, "b.jpg": 0.97},
+           "additivity_gap_max": 2e-3}
     text = " ".join(shap_sentences(res))
     assert "Lundberg & Lee 2017" in text and "blur(64,64)" in text and "500 model evaluations" in text
     assert "0.02 to 0.31" in text and "2.0e-03" in text and "Lundberg" in REFERENCES["lundberg"]
