@@ -44,7 +44,7 @@ from torch import nn
 import seeds
 from errors import UserError   # ExplainInputError once the one-entry-point refactor (issue 14) lands
 
-DEFAULT_MAX_EVALS = 500
+DEFAULT_MAX_EVALS = 1000   # = settings.DEFAULTS["shap_max_evals"]
 ROUND_SIZE = 64          # masked images shap evaluates per round of the Partition explainer (see shap_attribution)
 UNIT = "SHAP value (probability)"
 
