@@ -134,6 +134,7 @@ def test_planner_counts_and_scales_shap():
     assert budget.passes("shap", s, 4, 11, 0) == (4 * 800, 0)
     assert budget.scaled(s, 0.5)["shap_max_evals"] == 500 and budget.scaled(s, 0.01)["shap_max_evals"] == 500
     assert budget.scaled(s, 0.9)["shap_max_evals"] == 720
+    assert S.DEFAULT_MAX_EVALS == settings.DEFAULTS["shap_max_evals"] >= 500
 
 
 def test_import_leaves_matplotlib_out():
