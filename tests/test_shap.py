@@ -105,7 +105,7 @@ def test_logits_are_explained_through_softmax(demo_ctx):
 
 def test_mass_on_the_object(demo_ctx, gt_batch):
     """Default settings, a correctly classified image of each of six classes: positive mass in the mask >= 2x its
-    share, on every image (measured at 500 evaluations on one image of every class: 3.8x to 11.5x, mean 6.3x).
+    share, on every image (at 500 evaluations, one image of every class measured 3.8x to 11.5x, mean 6.3x).
 
     The demo has no shortcut marks yet (masks_mark/); images that carry one are left out when it has.
     """
@@ -135,6 +135,7 @@ def test_planner_counts_and_scales_shap():
     assert budget.passes("shap", s, 4, 11, 0) == (4 * 800, 0)
     assert budget.scaled(s, 0.5)["shap_max_evals"] == 500 and budget.scaled(s, 0.01)["shap_max_evals"] == 500
     assert budget.scaled(s, 0.9)["shap_max_evals"] == 720
+    assert S.DEFAULT_MAX_EVALS == settings.DEFAULTS["shap_max_evals"] >= 500
 
 
 def test_import_leaves_matplotlib_out():
@@ -149,8 +150,9 @@ def test_report_sentences():
     """The Q4 paragraph names the method, masker and budget from the task's results; nothing without them."""
     from report.sections import REFERENCES, shap_sentences
 
-    res = {"max_evals": 500, "masker": "blur(64,64)", "precision": "bf16", "base_values": {"a.jpg": 0.31, "b.jpg": 0.02},
-           "sum": {"a.jpg": 0.68, "b.jpg": 0.97}, "additivity_gap_max": 2e-3}
+    res = {"max_evals": 500, "masker": "blur(64,64)", "precision": "bf16",
+           "base_values": {"a.jpg": 0.31, "b.jpg": 0.02}, "sum": {"a.jpg": 0.68, "b.jpg": 0.97},
+           "additivity_gap_max": 2e-3}
     text = " ".join(shap_sentences(res))
     assert "Lundberg & Lee 2017" in text and "blur(64,64)" in text and "500 model evaluations" in text
     assert "0.02 to 0.31" in text and "2.0e-03" in text and "Lundberg" in REFERENCES["lundberg"]
