@@ -129,8 +129,9 @@ class RunContext:
         return self.model.net
 
     def infer_model(self) -> nn.Module:
-        """The model for forward-only sampling passes (LIME, occlusion, deletion/insertion): bf16 autocast when the
-        run's precision is bf16; gradient methods and predictions use the fp32 `model`."""
+        """The model for forward-only sampling passes (LIME, SHAP, occlusion, deletion/insertion) and optimised pictures
+        (filters, Deep Dream, class models): bf16 autocast when the run's precision is bf16; attribution gradients,
+        the sanity check and predictions use the fp32 `model`."""
         return self.model if self.precision == "fp32" else Autocast(self.model, self.device)
 
     def attribution(self, method: str) -> explain.Attribution:

@@ -207,10 +207,10 @@ def task_deepdream(ctx) -> DeepDreamResult:
         if not 0 <= index < ctx.num_classes:
             raise UserError(f"dream_objective {spec}: the model has {ctx.num_classes} classes (0..{ctx.num_classes - 1})")
         layers = [f"logit of {ctx.class_names[index]}"]
-        objectives = [logit_objective(ctx.model, index, ctx.input_size)]
+        objectives = [logit_objective(ctx.infer_model(), index, ctx.input_size)]
     else:
         layers = list(ctx.opts.layer) or default_layers(ctx.layers_or_skip("Deep Dream"))
-        objectives = [layer_objective(ctx.model, ctx.layer(name), kind, index) for name in layers]
+        objectives = [layer_objective(ctx.infer_model(), ctx.layer(name), kind, index) for name in layers]
     images = ctx.images.to(ctx.device)
     what = {"l2": "L2 norm", "mean": "mean", "filter": f"filter {index} mean", "logit": "logit"}[kind]
     dreamed, results = [], {}
@@ -236,7 +236,8 @@ def task_deepdream(ctx) -> DeepDreamResult:
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
             draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
     draw.layout(fig)
-    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], objective=spec, images=list(ctx.files),
+    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], precision=ctx.precision, objective=spec,
+                           images=list(ctx.files),
                            layers=results)
 
 
@@ -247,7 +248,7 @@ def task_classviz(ctx) -> ClassModelsResult:
     s = ctx.settings
     classes = pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds())
     gens = [ctx.torch_generator("classviz", c) for c in classes]
-    images, probs = class_models(ctx.model, classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
+    images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
                                  s["classviz_l2"], chunk=int(s["grad_batch_size"]))
     reached = probs[np.arange(len(classes)), classes]
     ncols = min(6, len(classes))
@@ -266,5 +267,5 @@ def task_classviz(ctx) -> ClassModelsResult:
         note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[k, top]:.2f})"
         draw.show_image(ax, images[k], f"{ctx.class_names[c]}\np = {reached[k]:.3f}{note}")
     draw.layout(fig)
-    return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")],
+    return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")], precision=ctx.precision,
                              reached={ctx.class_names[c]: float(p) for c, p in zip(classes, reached)})

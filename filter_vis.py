@@ -292,9 +292,9 @@ def task_filters(ctx) -> FiltersResult:
 
         def gens() -> list[torch.Generator]:
             return [ctx.torch_generator("filters", layer, f) for f in filters]
-        plain, plain_act = visualize_filters(ctx.model, module, filters, gens(), "plain", s["filter_steps"],
+        plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "plain", s["filter_steps"],
                                              s["filter_lr"], chunk, size, ctx.device)
-        robust, robust_act = visualize_filters(ctx.model, module, filters, gens(), "robust", s["robust_steps"],
+        robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "robust", s["robust_steps"],
                                                s["robust_lr"], chunk, size, ctx.device)
         noise_act = noise_activations(ctx.model, module, filters, gens(), size, ctx.device)
         maps = activation_maps(ctx.model, module, ctx.images, filters, ctx.device, s["batch_size"])
