@@ -61,7 +61,7 @@ def test_rows_do_not_depend_on_batch_neighbours(demo_data, demo_model):
     # Grad-CAM of the prediction at the default layer, as saliency.gradcam computes it (then pooled to 16 x 16)
     import saliency
 
-    full = saliency.gradcam(demo_model, layer, x, whole.pred, 4)
+    full = saliency.gradcam(demo_model, x, whole.pred, layer, 4)
     pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(full)[:, None], 16)[:, 0].numpy()
     corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(pooled, whole.maps)]
     assert min(corr) > 0.95, corr

@@ -134,17 +134,17 @@ def test_works_on_other_architectures(arch, width):
     model = Preprocess(net).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     t = np.array([1, 7])
-    name = S.default_gradcam_layer(net, probe_4d_modules(net, 64))
+    name = S.default_gradcam_layer(net, 64, probe_4d_modules(net, 64))
     layer = dict(net.named_modules())[name]
     maps = [S.vanilla(model, x, t), S.smoothgrad(model, x, t, n=2), S.integrated_gradients(model, x, t, steps=2)[0],
-            S.gradcam(model, layer, x, t)]
+            S.gradcam(model, x, t, layer)]
     for m in maps:
         assert m.shape == (2, 64, 64) and m.dtype == np.float32 and np.isfinite(m).all()
     assert _no_hooks(net)
     with pytest.raises(Exception):
-        S.gradcam(model, layer, x, np.array([1, 99]))  # target out of range fails inside the hooked pass
+        S.gradcam(model, x, np.array([1, 99]), layer)  # target out of range fails inside the hooked pass
     assert _no_hooks(net)
     if arch == "resnet18":
         # the reused in-place ReLU's last call is the block output: same map as hooking the whole layer4
         assert name == "layer4.1.relu"
-        np.testing.assert_allclose(maps[3], S.gradcam(model, net.layer4, x, t), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(maps[3], S.gradcam(model, x, t, net.layer4), rtol=1e-4, atol=1e-6)
