@@ -125,8 +125,12 @@ def test_bf16_forward_passes_match_fp32_and_leave_gradients_alone(demo_data, tmp
     """--precision bf16: forward-only passes autocast (same predictions, probabilities close), gradients stay fp32."""
     from conftest import make_ctx
 
-    ctx32, ctx16 = make_ctx(tmp_path / "a"), make_ctx(tmp_path / "b", "--precision", "bf16")
+    import context
+
+    ctx32, ctx16 = make_ctx(tmp_path / "a", "--precision", "fp32"), make_ctx(tmp_path / "b", "--precision", "bf16")
     assert ctx32.infer_model() is ctx32.model and isinstance(ctx16.infer_model(), model.Autocast)
+    cpu = torch.device("cpu")   # the default: bf16 exactly where the CPU computes it natively
+    assert context.resolve_precision(None, cpu) == ("bf16" if model.native_bf16(cpu) else "fp32")
     p32, p16 = ctx32.probs(), ctx16.probs()
     assert p16.dtype == p32.dtype and (p16.argmax(1) == p32.argmax(1)).all() and abs(p16 - p32).max() < 0.05
     with torch.inference_mode():
