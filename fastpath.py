@@ -120,3 +120,19 @@ def folded_names(model: nn.Module, fast: nn.Module) -> list[str]:
     """Names of the BatchNorm modules that fast_fp32 replaced by nn.Identity."""
     old = dict(model.named_modules())
     return [n for n, m in fast.named_modules() if isinstance(m, nn.Identity) and isinstance(old.get(n), NORMS)]
+
+
+def fast_bf16(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """model.Autocast of an eval-mode copy whose conv and linear weights are stored in bf16 already.
+
+    Autocast casts those fp32 weights to bf16 at every call (for hw3 at batch 4 that re-reads the 33 MB fc
+    weight each time); stored in bf16 they round exactly as autocast would, so the outputs are bitwise the same
+    as `model.Autocast(model)`'s (tests/test_fastpath.py), only the casts are gone. Forward-only passes.
+    """
+    from model import Autocast
+
+    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    for mod in fast.modules():
+        if isinstance(mod, (*CONVS, nn.Linear)):
+            mod.to(torch.bfloat16)
+    return Autocast(fast, torch.device(device))
