@@ -8,7 +8,8 @@ predictions, our settings' batch sizes and one thread count for everybody. Each 
 times, interleaved (ours, peer, ours, peer, ...); the median time is printed with the ratio peer / ours.
 Ours includes its one-time cost (fastpath.fast_fp32's BatchNorm folding for the gradient methods, fast_bf16's
 weight casting for the forward-only ones), and runs at the default run's precision: bf16 for the forward-only
-passes (occlusion, LIME) where the CPU computes it natively, fp32 for gradients. Peers get the same model object and, where they have one, our batch size:
+passes (occlusion, LIME) where the CPU computes it natively, fp32 for gradients. Peers get the same model
+object and, where they have one, our batch size:
   - Integrated Gradients, 64 steps, black baseline: captum IntegratedGradients (its default Gauss-Legendre
     rule), internal_batch_size = grad_batch_size, one image per call; ours: trapezoid rule over 65 points;
   - SmoothGrad, 50 samples, noise std 0.15 x the image's range: captum NoiseTunnel(Saliency),
@@ -19,8 +20,8 @@ passes (occlusion, LIME) where the CPU computes it natively, fp32 for gradients.
   - Grad-CAM at cnn.18: pytorch_grad_cam.GradCAM on chunks of grad_batch_size images;
   - LIME, 1000 samples: LimeImageExplainer().explain_instance(image, fn, num_samples=1000,
     batch_size=lime_batch_size) with lime's other defaults (top_labels=5, quickshift segmentation, hide_color
-    0; its progress bar off) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain's SLIC-100 explainer with
-    every class explained. Different segmentations: no r.
+    0; its progress bar off) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain's
+    SLIC-100 explainer with every class explained. Different segmentations: no r.
 Peak memory: the process's peak resident set during each call (Linux VmHWM, reset before it through
 /proc/self/clear_refs), printed as the increase over the resident set before the call.
 r: Pearson correlation per image of our map with the peer's (channels reduced as ours: IG summed over channels,
