@@ -9,8 +9,30 @@ folded BatchNorm sees the same tensor as before (the Identity passes the folded 
 the BN's); a hook on the folded convolution itself sees its output after the BN, so name such layers in
 `keep` and they stay unfolded.
 
-Chosen by measurement (bench/fastpath.py, full-size hw3, batch 2-4, fp32, 2 threads, one-time cost counted):
-see FASTPATH_NOTE below and README's speed section for the numbers.
+Chosen by measurement (bench/fastpath.py, full-size hw3, fp32, 1 thread, CPU clock on the shared 2-core AMD
+EPYC with AVX-512, torch 2.14.1, 2026-12-01; median of 5 interleaved rounds, images/s at batch 2 / 4):
+
+| path | forward | forward + input gradient | one-time |
+|---|---|---|---|
+| eager NCHW | 26.0 / 22.1 | 12.3 / 11.9 | - |
+| eager channels_last (the pipeline until now) | 34.3 / 33.1 | 14.7 / 13.7 | - |
+| BN folded, NCHW | 26.1 / 23.4 | 14.0 / 12.6 | ~0.1 s |
+| BN folded, channels_last, weights frozen (`fast_fp32`) | 34.6 / 36.8 | 16.0 / 13.9 | ~0.1 s |
+| BN folded, channels_last, weights trainable | 33.5 / 36.0 | 15.2 / 15.5 | ~0.1 s |
+| folded + frozen TorchScript | 34.8 / 39.3 | forward only | ~2 s |
+| folded + frozen TorchScript + optimize_for_inference | 39.8 / 41.6 | forward only | ~0.5-1 s |
+| folded + torch.compile (a 3-round run) | 36.4 / 41.9 | 7.2 / 7.7 | 54 s + 54 s |
+
+So fp32 is compute-bound in oneDNN's convolutions (85% of a forward+backward in the profiler, the same kernels
+for every path): folding removes the BatchNorm passes for 1.02-1.11x forward and 1.02-1.13x with gradients
+against channels_last eager, at no measurable one-time cost, and keeps hooks. A frozen TorchScript graph is
+1.08-1.26x forward but has no hooks and is deprecated in torch 2.14 (FutureWarning); the pipeline's fp32
+forward-only passes only run under --precision fp32, on CPUs without native bf16, or for exact.py's few
+re-checked images, so it is not used. torch.compile takes 54 s to compile each of forward and backward on this
+machine and its backward runs at half speed: it never pays off in a 3-minute run.
+For bf16 forward-only passes, `fast_bf16` stores the conv and linear weights in bf16 once: bitwise the same
+outputs as model.Autocast, 1.06-1.15x faster at batch 4 (no per-call weight casts). BatchNorm stays unfolded
+there: folded before rounding, the bf16 logit error doubles (exact.py).
 """
 from __future__ import annotations
 
@@ -22,8 +44,6 @@ from torch import nn
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-FASTPATH_NOTE = "see bench/fastpath.py"
 
 
 def conv_bn_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
@@ -120,3 +140,19 @@ def folded_names(model: nn.Module, fast: nn.Module) -> list[str]:
     """Names of the BatchNorm modules that fast_fp32 replaced by nn.Identity."""
     old = dict(model.named_modules())
     return [n for n, m in fast.named_modules() if isinstance(m, nn.Identity) and isinstance(old.get(n), NORMS)]
+
+
+def fast_bf16(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """model.Autocast of an eval-mode copy whose conv and linear weights are stored in bf16 already.
+
+    Autocast casts those fp32 weights to bf16 at every call (for hw3 at batch 4 that re-reads the 33 MB fc
+    weight each time); stored in bf16 they round exactly as autocast would, so the outputs are bitwise the same
+    as `model.Autocast(model)`'s (tests/test_fastpath.py), only the casts are gone. Forward-only passes.
+    """
+    from model import Autocast
+
+    fast = copy.deepcopy(model).eval().requires_grad_(False)
+    for mod in fast.modules():
+        if isinstance(mod, (*CONVS, nn.Linear)):
+            mod.to(torch.bfloat16)
+    return Autocast(fast, torch.device(device))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -168,9 +168,12 @@ def leaky_relu_grad(module: nn.Module, slope: float) -> Iterator[None]:
 
 
 def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], generators: Sequence[torch.Generator],
-                   mode: str, steps: int, lr: float, size: int, device: torch.device
+                   mode: str, steps: int, lr: float, size: int, device: torch.device, progress: Any = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise one image per filter together (one forward/backward per step); returns images and activations."""
+    """Optimise one image per filter together (one forward/backward per step); returns images and activations.
+
+    `progress`: a tqdm-like bar, advanced by the chunk's size at every step.
+    """
     if mode == "plain":
         param = torch.stack([torch.rand(3, size, size, generator=g) for g in generators])
     elif mode == "robust":
@@ -195,6 +198,8 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
         if mode == "plain":
             with torch.no_grad():
                 param.clamp_(0.0, 1.0)
+        if progress is not None:
+            progress.update(len(filters))
     with torch.no_grad():
         final = param.detach() if mode == "plain" else fourier_image(param.detach(), scale)
         return final.cpu(), filter_means(model, module, final, filters).float().cpu()
@@ -202,14 +207,17 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
 
 def visualize_filters(model: nn.Module, module: nn.Module, filters: Sequence[int],
                       generators: Sequence[torch.Generator], mode: str = "plain", steps: int = 100, lr: float = 0.1,
-                      chunk: int = 1, size: int = 128, device: torch.device | str = "cpu"
+                      chunk: int = 1, size: int = 128, device: torch.device | str = "cpu", progress: Any = None
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached."""
+    """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached.
+
+    `progress`: a tqdm-like bar, advanced once per filter and step.
+    """
     device = torch.device(device)
     images, acts = [], []
     for i in range(0, len(filters), max(1, chunk)):
         j = i + max(1, chunk)
-        x, a = optimize_chunk(model, module, filters[i:j], generators[i:j], mode, steps, lr, size, device)
+        x, a = optimize_chunk(model, module, filters[i:j], generators[i:j], mode, steps, lr, size, device, progress)
         images.append(x)
         acts.append(a)
     return torch.cat(images).numpy(), torch.cat(acts).numpy()
@@ -268,8 +276,25 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
     return draw.save(fig, path)
 
 
+def _both_modes(ctx, layer: str, module: nn.Module, filters: list[int], bar: Any
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plain and robust images and activations of one layer's filters with the run's settings."""
+    s = ctx.settings
+    chunk, size = int(s["filter_chunk"]), ctx.input_size
+
+    def gens() -> list[torch.Generator]:
+        return [ctx.torch_generator("filters", layer, f) for f in filters]
+    plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "plain", s["filter_steps"],
+                                         s["filter_lr"], chunk, size, ctx.device, bar)
+    robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "robust", s["robust_steps"],
+                                           s["robust_lr"], chunk, size, ctx.device, bar)
+    return plain, plain_act, robust, robust_act
+
+
 def task_filters(ctx) -> FiltersResult:
     """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
+    from tqdm import tqdm
+
     import draw
 
     s = ctx.settings
@@ -283,20 +308,20 @@ def task_filters(ctx) -> FiltersResult:
     record = {"chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
               "robust": {"steps": s["robust_steps"], "lr": s["robust_lr"], "pad": ROBUST_PAD, "jitter": ROBUST_JITTER,
                          "scale": ROBUST_SCALE, "rotate_deg": ROBUST_ANGLE}, "layers": {}}
-    for k, layer in enumerate(layers):
+    chosen = []
+    for layer in layers:
         module = ctx.layer(layer)
         with torch.no_grad(), Tap(module, stop=True) as tap:
             channels = tap.run(ctx.model, ctx.images[:1].to(ctx.device)).shape[1]
-        filters = parse_filters(ctx.opts.filters, channels, int(s["filter_count"]))
+        chosen.append((layer, module, parse_filters(ctx.opts.filters, channels, int(s["filter_count"]))))
+    total = sum(len(f) for _, _, f in chosen) * (int(s["filter_steps"]) + int(s["robust_steps"]))
+    with tqdm(total=total, desc="filters", unit="step", leave=False, disable=None) as bar:   # silent off a terminal
+        results = [(layer, module, filters, *_both_modes(ctx, layer, module, filters, bar))
+                   for layer, module, filters in chosen]
+    for k, (layer, module, filters, plain, plain_act, robust, robust_act) in enumerate(results):
         label = layer + (f" ({aliases[layer]})" if layer in aliases else "")
-
-        def gens() -> list[torch.Generator]:
-            return [ctx.torch_generator("filters", layer, f) for f in filters]
-        plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "plain", s["filter_steps"],
-                                             s["filter_lr"], chunk, size, ctx.device)
-        robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "robust", s["robust_steps"],
-                                               s["robust_lr"], chunk, size, ctx.device)
-        noise_act = noise_activations(ctx.model, module, filters, gens(), size, ctx.device)
+        gens = [ctx.torch_generator("filters", layer, f) for f in filters]
+        noise_act = noise_activations(ctx.model, module, filters, gens, size, ctx.device)
         maps = activation_maps(ctx.model, module, ctx.images, filters, ctx.device, s["batch_size"])
         suffix = "" if k == 0 else f"_{layer}"
         files.append(draw_filter_grid(

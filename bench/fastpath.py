@@ -155,7 +155,9 @@ def main() -> None:
                 continue
             gain = 1 / base[kind] - 1 / statistics.median(v)   # seconds saved per image
             ref = paths["eager channels_last"]   # its own first calls (kernel selection) are paid by every path
-            setup = info["setup"] - ref["setup"] + ((info["setup_bwd"] - ref["setup_bwd"]) if kind == "backward" else 0.0)
+            setup = info["setup"] - ref["setup"]
+            if kind == "backward":
+                setup += info["setup_bwd"] - ref["setup_bwd"]
             setup = max(setup, 0.0)
             even = f"{setup / gain:8.0f}" if gain > 0 else "   never"
             print(f"  {name:<38} {kind:<8} {statistics.median(v) / base[kind]:5.2f}x  {even} images")

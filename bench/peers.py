@@ -6,9 +6,10 @@ One full-size hw3 (bench/run.py's random weights, eval mode, channels_last as co
 demo's default selected images (the first training image of each of the first four classes), targets = the
 predictions, our settings' batch sizes and one thread count for everybody. Each method pair runs `--rounds`
 times, interleaved (ours, peer, ours, peer, ...); the median time is printed with the ratio peer / ours.
-Ours includes its one-time cost (fastpath.fast_fp32's BatchNorm folding for the gradient methods), and runs at
-the default run's precision: bf16 for the forward-only passes (occlusion, LIME) where the CPU computes it
-natively, fp32 for gradients. Peers get the same model object and, where they have one, our batch size:
+Ours includes its one-time cost (fastpath.fast_fp32's BatchNorm folding for the gradient methods, fast_bf16's
+weight casting for the forward-only ones), and runs at the default run's precision: bf16 for the forward-only
+passes (occlusion, LIME) where the CPU computes it natively, fp32 for gradients. Peers get the same model
+object and, where they have one, our batch size:
   - Integrated Gradients, 64 steps, black baseline: captum IntegratedGradients (its default Gauss-Legendre
     rule), internal_batch_size = grad_batch_size, one image per call; ours: trapezoid rule over 65 points;
   - SmoothGrad, 50 samples, noise std 0.15 x the image's range: captum NoiseTunnel(Saliency),
@@ -19,8 +20,8 @@ natively, fp32 for gradients. Peers get the same model object and, where they ha
   - Grad-CAM at cnn.18: pytorch_grad_cam.GradCAM on chunks of grad_batch_size images;
   - LIME, 1000 samples: LimeImageExplainer().explain_instance(image, fn, num_samples=1000,
     batch_size=lime_batch_size) with lime's other defaults (top_labels=5, quickshift segmentation, hide_color
-    0) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain's SLIC-100 explainer with
-    every class explained. Different segmentations: no r.
+    0; its progress bar off) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain's
+    SLIC-100 explainer with every class explained. Different segmentations: no r.
 Peak memory: the process's peak resident set during each call (Linux VmHWM, reset before it through
 /proc/self/clear_refs), printed as the increase over the resident set before the call.
 r: Pearson correlation per image of our map with the peer's (channels reduced as ours: IG summed over channels,
@@ -52,8 +53,8 @@ import lime_explain as L  # noqa: E402
 import occlusion as O  # noqa: E402
 import saliency as S  # noqa: E402
 import settings  # noqa: E402
-from fastpath import fast_fp32  # noqa: E402
-from model import Autocast, Preprocess, build_network, native_bf16  # noqa: E402
+from fastpath import fast_bf16, fast_fp32  # noqa: E402
+from model import Preprocess, build_network, native_bf16  # noqa: E402
 
 METHODS = ("ig", "smoothgrad", "occlusion", "gradcam", "lime")
 TARGETS = {"ig": 1.5, "smoothgrad": 1.5, "occlusion": 1.5, "gradcam": 1.0, "lime": 2.0}
@@ -125,9 +126,10 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
 
     gbs, bs, lbs = s["grad_batch_size"], s["batch_size"], s["lime_batch_size"]
     cpu = torch.device("cpu")
-    tt = torch.as_tensor(t)
     probs = nn.Sequential(model, nn.Softmax(dim=1))   # occlusion explains the target's probability
-    fwd = Autocast(model, cpu) if bf16 else model
+
+    def fwd() -> nn.Module:   # ours' forward-only model, built inside each timed call (its one-time cost counts)
+        return fast_bf16(model) if bf16 else fast_fp32(model)
 
     def ours_ig() -> np.ndarray:
         return S.integrated_gradients(fast_fp32(model), x, t, STEPS, "black", gbs)[0]
@@ -148,7 +150,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                       target=int(t[i]))[0].amax(0).detach().numpy() for i in range(len(x))])
 
     def ours_occ() -> np.ndarray:
-        return O.occlusion(fwd, x, t, PATCH, STRIDE, 0.5, bs)
+        return O.occlusion(fwd(), x, t, PATCH, STRIDE, 0.5, bs)
 
     def peer_occ() -> np.ndarray:
         occ = Occlusion(probs)
@@ -168,7 +170,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                    for i in range(0, len(x), gbs)])
 
     def ours_lime() -> np.ndarray:
-        fn = L.classifier(model, cpu, lbs, "bf16" if bf16 else "fp32")
+        fn = L.classifier(fwd(), cpu, lbs, "fp32")   # fast_bf16 runs its own bf16 autocast
         seg = L.segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
         exps = L.explain_images(fn, x, list(range(len(x))), 11, LIME_N, lbs, seg)
         return L.weight_maps(exps, t)
@@ -181,10 +183,9 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
     def peer_lime() -> None:
         for i in range(len(x)):
             LimeImageExplainer().explain_instance(x[i].permute(1, 2, 0).numpy().astype(np.double), plain_fn,
-                                                  num_samples=LIME_N, batch_size=lbs)
+                                                  num_samples=LIME_N, batch_size=lbs, progress_bar=False)
         return None
 
-    del tt
     return {"ig": (ours_ig, peer_ig), "smoothgrad": (ours_sg, peer_sg), "occlusion": (ours_occ, peer_occ),
             "gradcam": (ours_cam, peer_cam), "lime": (ours_lime, peer_lime)}
 

@@ -64,7 +64,8 @@ def test_a_larger_error_than_measured_widens_the_bound():
     checked = exact.recheck(fp32, bf16, x)
     assert checked.probs.argmax(1).tolist() == [0, 0, 0]
     assert checked.rechecked.tolist() == [True, True, False]
-    assert checked.observed > exact.BF16_ERROR_RATIO / exact.SAFETY and checked.ratio == exact.SAFETY * checked.observed
+    assert checked.observed > exact.BF16_ERROR_RATIO / exact.SAFETY
+    assert checked.ratio == exact.SAFETY * checked.observed
 
 
 def test_margin_and_spread():

@@ -115,3 +115,14 @@ def test_untraceable_model_falls_back_to_sequential_scan():
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), net(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_bf16_is_bitwise_autocast(demo_model, gt_batch):
+    from model import Autocast
+
+    fast = fastpath.fast_bf16(demo_model)
+    assert next(fast.model.net.cnn[0].parameters()).dtype == torch.bfloat16
+    assert demo_model.net.cnn[0].weight.dtype == torch.float32   # the original keeps fp32
+    x = gt_batch[0][:4]
+    with torch.inference_mode():
+        assert torch.equal(fast(x), Autocast(demo_model, torch.device("cpu"))(x))
