@@ -254,12 +254,12 @@ def task_classviz(ctx) -> ClassModelsResult:
     ncols = min(6, len(classes))
     nrows = -(-len(classes) // ncols)
     which = ("" if len(classes) == ctx.num_classes else
-             f"; {len(classes)} of {ctx.num_classes} classes ("
+             f"\n{len(classes)} of {ctx.num_classes} classes ("
              + ("--classes" if ctx.opts.classes else "the selected images' target and predicted classes") + ")")
     title = (f"Class models (Simonyan et al. 2014): images maximising each class logit from noise\n"
              f"{s['classviz_steps']} Adam steps, L2 {s['classviz_l2']:g}, jitter + blur; "
              f"title = the model's probability of that class{which}")
-    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title)
+    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title, extra_width=2.3 * max(0, 4 - ncols))
     for ax in axes.flat[len(classes):]:
         ax.axis("off")
     for k, (c, ax) in enumerate(zip(classes, axes.flat)):
