@@ -347,6 +347,10 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"Integrated Gradients (Sundararajan et al. 2017): {_params(r, ('ig_steps', 'steps'), ('ig_baseline', 'baseline'))}, "
         "trapezoid rule, (x - x') times the mean gradient summed over channels (red = for the class, blue = "
         f"against); each row gives its completeness gap; {r.images_phrase(short=True)}.")),
+    "shap.png": ("shap", "SHAP (Partition explainer)", lambda r, _: (
+        f"SHAP (Lundberg & Lee 2017): Owen values of the explained class's probability "
+        f"({_params(r, ('shap_max_evals', 'max evals'), ('shap_masker', 'masker'))}), summed over the colour channels, "
+        f"in probability units with a diverging colour bar; original, map and overlay for {r.images_phrase(short=True)}.")),
     "attribution_comparison.png": ("compare", "All attribution methods side by side", lambda r, _: (
         f"Rows: {r.images_phrase(short=True)}; columns: the image and an overlay of every attribution map this run saved "
         "in arrays/, each normalised to its robust maximum.")),
