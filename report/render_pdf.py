@@ -27,7 +27,7 @@ BODY_CHARS, MONO_CHARS = 108, 124   # characters per line that fit the text widt
 MIN_SHOWN = 0.6      # a figure shown below this share of its drawn size is split over pages (tall figures)
 SHRINK = 0.8         # a figure may shrink to this share of its fitted size to finish the current page
 SECTION_ROOM = 3.0   # inches a section needs left on the page to start there
-PRINT_DPI = 150      # figures are embedded at this resolution of their printed size
+PRINT_DPI = 100      # figures are embedded at this resolution of their printed size (5 MB for ~20 figures)
 
 
 def _line_h(pt: float) -> float:
