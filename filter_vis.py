@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import dataset
 from errors import UserError
 from hooks import Tap, forward_hook
 from records import FiltersResult
@@ -42,6 +43,10 @@ ROBUST_DECAY = 1.0      # spectrum scale 1/f**decay (Lucid: 1)
 # Robust mode only (plain stays the exact course recipe): a filter that is zero everywhere on the start image has
 # no gradient through its ReLU, so for the first LEAK_STEPS steps a tapped nn.ReLU passes LEAK_SLOPE x the gradient
 # of its input too (forward values unchanged), in the spirit of Lucid's redirected ReLU gradient.
+# Dataset examples: per visualised filter the EXAMPLE_K evaluation images with the highest mean activation, from at
+# most EXAMPLE_LIMIT images of the split (evenly spaced in listing order beyond that: a deterministic subset).
+EXAMPLE_K = 4
+EXAMPLE_LIMIT = 512
 LEAK_STEPS = 16
 LEAK_SLOPE = 0.1
 
@@ -124,6 +129,57 @@ def activation_maps(model: nn.Module, module: nn.Module, images: torch.Tensor, f
             act = tap.run(model, images[i:i + batch_size].to(device))
             out.append(act[:, list(filters)].float().cpu())
     return torch.cat(out).numpy()
+
+
+def example_subset(n: int, limit: int = EXAMPLE_LIMIT) -> list[int]:
+    """Indices of the images scanned for dataset examples: all of a split up to `limit`, else `limit` evenly spaced
+    ones in listing order (deterministic)."""
+    if n <= limit:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+
+
+def top_examples(model: nn.Module, module: nn.Module, images: torch.Tensor, filters: Sequence[int], k: int,
+                 device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset examples (Olah et al. 2017): per filter the k images with the highest mean activation (F x k indices,
+    ties to the earlier image) and those activations (F x k), from one batched pass through the truncated model."""
+    means = []
+    with torch.no_grad(), Tap(module, stop=True) as tap:
+        for i in range(0, len(images), batch_size):
+            act = tap.run(model, images[i:i + batch_size].to(device))
+            means.append(act[:, list(filters)].float().mean(dim=(2, 3)).cpu())
+    m = torch.cat(means).numpy().T                       # F x N
+    order = np.argsort(-m, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(m, order, axis=1)
+
+
+def draw_examples_figure(filter_images: np.ndarray, examples: torch.Tensor, maps: np.ndarray, titles: list[list[str]],
+                         filters: Sequence[int], layer_label: str, title: str, path: Path) -> Path:
+    """Per filter: its optimised image, then its top-activating dataset images with the activation map over each;
+    two filters per row."""
+    import draw
+
+    nf, k = maps.shape[:2]
+    per = 2 if nf > 1 else 1
+    rows = math.ceil(nf / per)
+    fig, axes = draw.figure(rows, per * (k + 1), cell=(1.05, 1.25), title=title)
+    size = examples.shape[-1]
+    for r in range(rows * per):
+        row, col = divmod(r, per)
+        block = axes[row, col * (k + 1):(col + 1) * (k + 1)]
+        if r >= nf:
+            for ax in block:
+                ax.axis("off")
+            continue
+        draw.show_image(block[0], filter_images[r], f"{layer_label} #{filters[r]}\noptimised")
+        for j in range(k):
+            up = F.interpolate(torch.from_numpy(maps[r, j])[None, None].float(), size=(size, size),
+                               mode="bilinear", align_corners=False)[0, 0].numpy()
+            draw.show_overlay(block[j + 1], examples[r * k + j], up, title=titles[r][j])
+    for ax in axes.flat:
+        ax.title.set_fontsize(6)
+    draw.layout(fig, top=0.7)
+    return draw.save(fig, path)
 
 
 def _fourier_scale(size: int) -> torch.Tensor:
@@ -291,6 +347,16 @@ def _both_modes(ctx, layer: str, module: nn.Module, filters: list[int], bar: Any
     return plain, plain_act, robust, robust_act
 
 
+def example_source(ctx) -> tuple["dataset.ImageSet", list[int]]:
+    """Where dataset examples come from: the evaluation split of a Food-11 tree, else the selected images' listing;
+    a deterministic subset of at most EXAMPLE_LIMIT images."""
+    try:
+        images = ctx.split(ctx.opts.eval_split) if dataset.is_food11(ctx.data) else ctx.imageset
+    except UserError:
+        images = ctx.imageset
+    return images, example_subset(len(images))
+
+
 def task_filters(ctx) -> FiltersResult:
     """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
     from tqdm import tqdm
@@ -305,7 +371,9 @@ def task_filters(ctx) -> FiltersResult:
                 for f, p, pr, t in zip(ctx.files, ctx.preds(), ctx.probs(), ctx.labels)]
     aliases = {v: k for k, v in block_aliases(ctx.net).items()}
     files: list[Path] = []
-    record = {"chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
+    ex_set, ex_idx = example_source(ctx)
+    ex_images, _ = dataset.load_batch(ex_set, ex_idx, size, ctx.cv2_mode, ctx.resize)
+    record = {"examples_split": ex_set.name, "examples_images": len(ex_idx), "chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
               "robust": {"steps": s["robust_steps"], "lr": s["robust_lr"], "pad": ROBUST_PAD, "jitter": ROBUST_JITTER,
                          "scale": ROBUST_SCALE, "rotate_deg": ROBUST_ANGLE}, "layers": {}}
     chosen = []
@@ -339,7 +407,22 @@ def task_filters(ctx) -> FiltersResult:
             f"Activations of {label} filters on the selected images\n(each map titled with its mean; "
             f"one colour range per filter)",
             ctx.out / f"filter_activations{suffix}.png"))
+        top, top_act = top_examples(ctx.model, module, ex_images, filters, min(EXAMPLE_K, len(ex_idx)), ctx.device,
+                                    s["batch_size"])
+        chosen = ex_images[torch.from_numpy(top.reshape(-1))]
+        ex_maps = activation_maps(ctx.model, module, chosen, filters, ctx.device, s["batch_size"])
+        ex_maps = np.stack([ex_maps[r * top.shape[1] + j, r] for r in range(len(filters)) for j in range(top.shape[1])])
+        ex_maps = ex_maps.reshape(len(filters), top.shape[1], *ex_maps.shape[1:])
+        ex_files = [[ex_set.files[ex_idx[int(i)]] for i in row] for row in top]
+        titles = [[f"{f}\nmean {a:.3g}" for f, a in zip(fr, ar)] for fr, ar in zip(ex_files, top_act)]
+        files.append(draw_examples_figure(
+            robust, chosen, ex_maps, titles, filters, layer,
+            f"Dataset examples of {label}: each filter's optimised image and its {top.shape[1]} top-activating "
+            f"images\nof {ex_set.name}/ ({len(ex_idx)} images scanned), with the filter's activation map over each",
+            ctx.out / f"filter_examples{suffix}.png"))
         record["layers"][layer] = {
+            "examples": {str(f): [{"file": fn, "activation": float(a)} for fn, a in zip(fr, ar)]
+                         for f, fr, ar in zip(filters, ex_files, top_act)},
             "alias": aliases.get(layer), "filters": filters, "plain_activation": plain_act.tolist(),
             "robust_activation": robust_act.tolist(), "noise_activation": noise_act.tolist(),
             "image_mean_activation": maps.mean(axis=(2, 3)).mean(0).tolist()}

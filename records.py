@@ -110,7 +110,9 @@ class FiltersResult(TaskResult):
     chunk: int
     plain: dict[str, Any]
     robust: dict[str, Any]
-    layers: dict[str, dict[str, Any]]
+    layers: dict[str, dict[str, Any]]    # per layer also "examples": filter -> top images {file, activation}
+    examples_split: str = ""             # the split the dataset examples come from
+    examples_images: int = 0             # images scanned for them
 
 
 @dataclass(kw_only=True)
@@ -134,6 +136,26 @@ class CompareResult(TaskResult):
     """The comparison grid's methods, in column order."""
 
     methods: list[str]
+
+
+@dataclass(kw_only=True)
+class WhereResult(TaskResult):
+    """Where the maps put their positive mass (Q1): per method on the selected images, per class on the eval split."""
+
+    masks: str                                     # "object+mark", "object" or "none"
+    regions: list[str]                             # object / mark / background, or centre / border
+    images: int                                    # selected images the method shares are averaged over
+    border: float                                  # the border band's width as a share of the side
+    area: dict[str, float]                         # region -> mean area share on the selected images
+    methods: dict[str, dict[str, float | None]]    # method -> region -> mean share of positive mass
+    class_split: str                               # the split of the class maps, or "selected"
+    class_layer: str                               # Grad-CAM layer of the class maps
+    class_images: dict[str, int]                   # class -> images in its mean map
+    class_shares: dict[str, dict[str, float | None]]   # class -> region -> Grad-CAM's mean share
+    class_area: dict[str, float | None]            # region -> mean area share on those images
+    class_mark: dict[str, dict[str, Any]] | None   # class -> {images, share, area} on its marked images
+    mark_accuracy: dict[str, dict[str, Any]] | None    # class -> accuracy with / without the mark (whole split)
+    mark_predicted: dict[str, float] | None        # class -> share of the split's marked images predicted as it
 
 
 @dataclass(kw_only=True)

@@ -37,6 +37,7 @@ REGISTRY: dict[str, Task] = {
     "occlusion": Task("occlusion", "task_occlusion", ("occlusion",)),
     "compare": Task("saliency", "task_compare", ("*",)),
     "trust": Task("metrics", "task_trust", ("*",)),
+    "where": Task("where", "task_where", ("*",)),      # Q1: mass on object / mark / background per method
     "audit": Task("audit", "task_audit", default=False),   # whole-split work: only when asked for
     "report": Task("report.build", "task_report"),
 }

@@ -82,14 +82,14 @@ REFERENCES = {
 
 METHOD_NAMES = {
     "vanilla": "Vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
-    "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion", "random": "Random map",
+    "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion", "shap": "SHAP", "random": "Random map",
 }
 METRIC_NAMES = {
     "deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC", "pointing_game": "pointing game",
     "mass_in_mask": "mass in mask", "mass_in_mask_ratio": "mass / mask share", "sanity_spearman": "sanity Spearman",
 }
 # task results that have their own sentences (others are listed in the appendix as they are)
-KNOWN_RESULTS = {"shap", "audit", "confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
+KNOWN_RESULTS = {"where", "shap", "audit", "confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
                  "trust"}
 
 
@@ -311,6 +311,17 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
     "filter_activations.png": ("filters", "Filter activations", lambda r, layer: (
         f"Activation maps of the visualised filters ({_layer_text(r, 'filters', layer, 'default layer')}) on "
         f"{r.images_phrase(short=True)}; the filter's mean activation above each map.")),
+    "filter_examples.png": ("filters", "Filter dataset examples", lambda r, layer: (
+        "Dataset examples (Olah et al. 2017): each visualised filter's optimised image (robust) beside the "
+        f"images of {(r.results.get('filters') or {}).get('examples_split') or 'the evaluation split'}/ with the "
+        "highest mean activation, the filter's activation map over each "
+        f"({_layer_text(r, 'filters', layer, 'default layer')}).")),
+    "where_classes.png": ("where", "Mean Grad-CAM map per class", lambda r, _: (
+        "Each class's mean Grad-CAM map of the true class (each map divided by its mass first) over "
+        + (f"{sum((r.results.get('where') or {}).get('class_images', {}).values())} images of "
+           f"{(r.results.get('where') or {}).get('class_split')}/ (the first of each class in listing order)"
+           if (r.results.get('where') or {}).get('class_split') not in (None, 'selected') else "the selected images")
+        + "; each panel gives the share of the mean map in the border band.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (
         f"Row-normalised confusion matrix of {r.eval_split_phrase()} with counts in every cell; rows are true "
         "classes (with each class's accuracy), columns predicted classes.")),
@@ -336,6 +347,10 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"Integrated Gradients (Sundararajan et al. 2017): {_params(r, ('ig_steps', 'steps'), ('ig_baseline', 'baseline'))}, "
         "trapezoid rule, (x - x') times the mean gradient summed over channels (red = for the class, blue = "
         f"against); each row gives its completeness gap; {r.images_phrase(short=True)}.")),
+    "shap.png": ("shap", "SHAP (Partition explainer)", lambda r, _: (
+        f"SHAP (Lundberg & Lee 2017): Owen values of the explained class's probability "
+        f"({_params(r, ('shap_max_evals', 'max evals'), ('shap_masker', 'masker'))}), summed over the colour channels, "
+        f"in probability units with a diverging colour bar; original, map and overlay for {r.images_phrase(short=True)}.")),
     "attribution_comparison.png": ("compare", "All attribution methods side by side", lambda r, _: (
         f"Rows: {r.images_phrase(short=True)}; columns: the image and an overlay of every attribution map this run saved "
         "in arrays/, each normalised to its robust maximum.")),
@@ -426,10 +441,79 @@ def saliency_section(run: Run) -> Section:
         text += (f" Maps explain the class chosen by --target {target}." if target else
                  " Maps explain the true class where it is known, else the predicted class.")
         s.paragraphs.append(text)
+    where = run.results.get("where")
+    if isinstance(where, dict) and where.get("methods"):
+        s.paragraphs.extend(where_sentences(where))
+        s.tables.append(where_table(where))
+    else:
+        state = run.ran("where")
+        s.notes.append("No measure of where the maps put their mass (" + (
+            f"task where {state}" if state and state != "ran" else "task where not run") + ").")
     figure(run, "saliency.png", s)
     if run.exists("saliency_course.png"):
         figure(run, "saliency_course.png", s)
+    if run.exists("where_classes.png"):
+        figure(run, "where_classes.png", s)
     return s
+
+
+REGION_NAMES = {"object": "on the object", "mark": "on the mark", "background": "on the background",
+                "centre": "in the centre", "border": "in the border band"}
+
+
+def where_table(w: dict) -> Table:
+    """Per method: the share of positive mass in each region, with the regions' area share last."""
+    regs = list(w["regions"])
+    rows = [[method_name(m)] + [fmt(v.get(r), 2) for r in regs] for m, v in w["methods"].items()]
+    rows.append(["(area share)"] + [fmt(w["area"].get(r), 2) for r in regs])
+    return Table(["method"] + [REGION_NAMES.get(r, r) for r in regs], rows,
+                 f"Share of positive attribution mass per region ({w['images']} selected images)")
+
+
+def where_sentences(w: dict) -> list[str]:
+    """Q1 in numbers: which region holds the mass against its area, per method and per class."""
+    out = []
+    area = w["area"]
+    if w.get("masks", "none") == "none":
+        band = 100 * float(w.get("border", 0.125))
+        out.append(f"Without masks we measure where the maps put their positive mass: in the centre or in the border "
+                   f"band (the pixels within {band:g}% of the side of an edge, {fmt(area.get('border'), 2)} of the area). "
+                   "A model that looks at the food should put less than the band's area share there.")
+        ratios = {m: v["border"] / area["border"] for m, v in w["methods"].items()
+                  if isinstance(v.get("border"), (int, float)) and area.get("border")}
+        if ratios:
+            out.append("Mass in the border band against its area: " + ", ".join(
+                f"{method_name(m)} {fmt(w['methods'][m]['border'], 2)} ({fmt(r, 2)}x)" for m, r in ratios.items()) + ".")
+    else:
+        out.append(f"With the demo's masks we measure the share of each map's positive mass on the object, "
+                   + ("on the planted mark " if "mark" in w["regions"] else "")
+                   + f"and on the background: the object covers {fmt(area.get('object'), 2)} of the image"
+                   + (f" and the mark {fmt(area.get('mark'), 3)}" if "mark" in area else "") + ".")
+        obj = {m: v["object"] / area["object"] for m, v in w["methods"].items()
+               if isinstance(v.get("object"), (int, float)) and area.get("object")}
+        if obj:
+            best = max(obj, key=obj.get)
+            out.append("Mass on the object against its area: " + ", ".join(
+                f"{method_name(m)} {fmt(w['methods'][m]['object'], 2)} ({fmt(r, 1)}x)" for m, r in obj.items())
+                + f"; {method_name(best)} concentrates most on the object.")
+        if "mark" in w["regions"]:
+            mk = [(m, v["mark"]) for m, v in w["methods"].items() if isinstance(v.get("mark"), (int, float))]
+            if mk:
+                out.append("Mass on the mark: " + ", ".join(f"{method_name(m)} {fmt(v, 3)}" for m, v in mk)
+                           + f" (its area share {fmt(area.get('mark'), 3)}).")
+    shares = w.get("class_shares") or {}
+    if shares:
+        where_from = (f"{sum(w.get('class_images', {}).values())} images of {w['class_split']}/"
+                      if w.get("class_split") != "selected" else "the selected images")
+        key = "border" if "border" in next(iter(shares.values())) else "object"
+        vals = {c: v[key] for c, v in shares.items() if isinstance(v.get(key), (int, float))}
+        if vals:
+            lo, hi = min(vals, key=vals.get), max(vals, key=vals.get)
+            what = "in the border band" if key == "border" else "on the object"
+            out.append(f"Per class (Grad-CAM at {w.get('class_layer')}, {where_from}): the share {what} ranges from "
+                       f"{fmt(vals[lo], 2)} ({lo}) to {fmt(vals[hi], 2)} ({hi}); the class mean maps are in "
+                       "where_classes.png.")
+    return out
 
 
 def filter_sentences(res: dict) -> list[str]:
@@ -455,6 +539,22 @@ def filter_sentences(res: dict) -> list[str]:
     return out
 
 
+def example_sentences(res: dict) -> list[str]:
+    """Per layer: which images excite the filters most (dataset examples)."""
+    out = []
+    for layer, r in sorted((res.get("layers") or {}).items(), key=lambda kv: natural_key(kv[0])):
+        ex = r.get("examples") if isinstance(r, dict) else None
+        if not isinstance(ex, dict) or not ex:
+            continue
+        k = len(next(iter(ex.values())))
+        bits = "; ".join(f"#{f}: {', '.join(e['file'] for e in rows)} (mean {fmt(rows[0]['activation'], 2)} at most)"
+                         for f, rows in list(ex.items())[:4])
+        out.append(f"Dataset examples at layer {layer}: the {k} images of {res.get('examples_split') or 'the evaluation'}/ "
+                   f"({res.get('examples_images', '?')} scanned) with the highest mean activation of each filter, "
+                   f"shown in filter_examples.png beside the optimised images. For instance {bits}.")
+    return out
+
+
 def filters_section(run: Run) -> Section:
     """Question 2: what do the filters respond to?"""
     s = Section("2. Filter visualization and activations: what do the filters respond to?", refs=["erhan", "olah"])
@@ -465,8 +565,11 @@ def filters_section(run: Run) -> Section:
     res = run.results.get("filters")
     if isinstance(res, dict):
         s.paragraphs.extend(filter_sentences(res))
+    if isinstance(res, dict):
+        s.paragraphs.extend(example_sentences(res))
     layers = (run.layers("filters") or "").split(", ")
-    for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png"):
+    for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png",
+                 "filter_examples.png"):
         names = layer_figures(run, base)
         # the unsuffixed figure shows the one recorded layer that has no suffixed file
         first = [l for l in layers if l and f"{base[:-4]}_{l}.png" not in names]
@@ -503,6 +606,64 @@ def confusion_sentences(names: list[str], counts: np.ndarray, split: str | None)
                    f"{names[i]} images are predicted as {names[j]}.")
     else:
         out.append("No image of the split is misclassified.")
+    return out
+
+
+def why_sentences(names: list[str], counts: np.ndarray, where: Any, k: int = 3) -> list[str]:
+    """Q3: the largest confusions, which of them go both ways, and what the maps show for them and for the mark."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    if off.max() <= 0:
+        return []
+    totals = np.maximum(counts.sum(1), 1)
+    cells = sorted(((int(off[i, j]), i, j) for i in range(len(names)) for j in range(len(names)) if off[i, j] > 0),
+                   key=lambda c: (-c[0], c[1], c[2]))[:k]
+    out = ["The largest confusions in confusion_matrix.csv: " + "; ".join(
+        f"{names[i]} predicted as {names[j]} {n} times ({fmt(100 * n / totals[i], 0)}% of {names[i]})"
+        for n, i, j in cells) + "."]
+    pairs = list(dict.fromkeys(tuple(sorted((i, j))) for _, i, j in cells if off[j, i] > 0))
+    if pairs:
+        out.append("Confused both ways, so the two classes share a cue the model relies on: " + "; ".join(
+            f"{names[i]} and {names[j]} ({int(off[i, j])} and {int(off[j, i])} images)" for i, j in pairs) + ".")
+    w = where if isinstance(where, dict) else {}
+    shares = w.get("class_shares") or {}
+    key = "object" if w.get("masks", "none") != "none" else "centre"
+    area = (w.get("class_area") or {}).get(key)
+    bits = []
+    for _, i, j in cells:
+        a, b = (shares.get(names[c], {}).get(key) for c in (i, j))
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            bits.append(f"{names[i]} {fmt(a, 2)} and {names[j]} {fmt(b, 2)}")
+    if bits and area:
+        where_txt = "on the object" if key == "object" else "in the centre"
+        out.append(f"Grad-CAM's share of mass {where_txt} ({fmt(area, 2)} of the area) for the confused classes: "
+                   + "; ".join(dict.fromkeys(bits)) + ". " + (
+                       "Both classes of each pair are explained by the object itself, so what they share is on the "
+                       "object (its shape, colour or texture), not in the background." if key == "object" else
+                       "Where both classes of a pair keep their mass in the centre, the shared cue is on the food."))
+    mark = w.get("class_mark") or {}
+    ratio = {c: v["share"] / v["area"] for c, v in mark.items()
+             if isinstance(v.get("share"), (int, float)) and v.get("area")}
+    if ratio:
+        top = max(ratio, key=ratio.get)
+        rest = [v["share"] for c, v in mark.items() if c != top and isinstance(v.get("share"), (int, float))]
+        text = (f"The planted mark: on marked images, Grad-CAM puts {fmt(mark[top]['share'], 3)} of its mass on the mark "
+                f"for {top} ({fmt(ratio[top], 1)}x the mark's area share of {fmt(mark[top]['area'], 3)})"
+                + (f", against {fmt(float(np.mean(rest)), 3)} on average for the other classes" if rest else "") + ".")
+        acc = (w.get("mark_accuracy") or {}).get(top) or {}
+        if isinstance(acc.get("with"), (int, float)) and isinstance(acc.get("without"), (int, float)):
+            text += (f" {top}'s accuracy is {fmt(acc['with'], 2)} on its {acc['n_with']} marked images and "
+                     f"{fmt(acc['without'], 2)} on its {acc['n_without']} unmarked ones.")
+        pred = (w.get("mark_predicted") or {}).get(top)
+        if isinstance(pred, (int, float)):
+            text += f" Of all marked images, {fmt(100 * pred, 0)}% are predicted as {top}: the model leans on the mark."
+        out.append(text)
+    lime = (w.get("methods") or {}).get("lime") or {}
+    if isinstance(lime.get(key), (int, float)) and (w.get("area") or {}).get(key):
+        out.append(f"LIME's positive weight on the selected images lies {fmt(lime[key], 2)} "
+                   f"{'on the object' if key == 'object' else 'in the centre'} (area {fmt(w['area'][key], 2)})"
+                   + (f" and {fmt(lime['mark'], 3)} on the mark" if isinstance(lime.get("mark"), (int, float)) else "")
+                   + "; lime_classes.png shows each class's most confident right and wrong image.")
     return out
 
 
@@ -560,6 +721,7 @@ def lime_section(run: Run) -> Section:
     if cm:
         res = run.results.get("confusion") or {}
         s.paragraphs.extend(confusion_sentences(cm[0], cm[1], res.get("split")))
+        s.paragraphs.extend(why_sentences(cm[0], cm[1], run.results.get("where")))
         s.tables.append(confusion_table(*cm))
     else:
         s.notes.append("confusion_matrix.csv is not in this output folder (task confusion not run or skipped): "
