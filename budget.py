@@ -169,16 +169,13 @@ def will_skip(ctx, task_names: list[str]) -> dict[str, str]:
 def apply(ctx, task_names: list[str], seconds: float | None) -> None:
     """Probe this machine; with a budget, fit the run into it (recorded in ctx.plan), else only warn.
 
-    Only the tasks that will run are counted (will_skip). To fit, forward-only passes first switch to bf16 where the
-    hardware computes it natively and --precision was not given (on the demo LIME's superpixel weights keep a rank
-    correlation of 0.92-0.99 with fp32's, while halving LIME's samples drops it to 0.5-0.7), then the sample counts
-    are scaled down as far as needed.
+    Only the tasks that will run are counted (will_skip). To fit, the sample counts are scaled down as far as needed
+    (forward-only passes already run in bf16 by default where the hardware computes it natively).
     """
     import sys
 
     import dataset
     from deep_dream import pick_classes
-    from model import Autocast, native_bf16
 
     if seconds is not None and seconds <= 0:
         raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
@@ -208,14 +205,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
                   f"add --time-budget 540 (hw5.sh: HW5_ARGS=\"--time-budget 540\") to fit it in 9 min",
                   file=sys.stderr)
         return
-    changes = []
-    if before > seconds and ctx.opts.precision is None and ctx.precision == "fp32" and native_bf16(ctx.device):
-        bf16 = dict(rates, forward=rate(Autocast(ctx.model, ctx.device), ctx.device, ctx.input_size,
-                                        ctx.settings["batch_size"], False))
-        if total(ctx.settings, bf16) < 0.95 * before:  # only where forward-only passes are a real share
-            changes.append(f"precision: fp32 -> bf16 for forward-only passes (probe: {rates['forward']:.0f} -> "
-                           f"{bf16['forward']:.0f} images/s; gradients stay fp32)")
-            ctx.precision, rates = "bf16", bf16
+    changes = []   # bf16 is already the default where the device computes it natively (context.resolve_precision)
     new, scaled_changes = plan(task_names, ctx.settings, rates, *sizes, budget=seconds, **shape)
     changes += scaled_changes
     ctx.settings.update(new)

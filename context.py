@@ -154,9 +154,7 @@ class RunContext:
 
         if self.opts.layer:
             return self.opts.layer[0]
-        if not self.conv_layers():
-            raise Skipped("the network has no module with a 4-D output, which Grad-CAM needs")
-        return saliency.default_gradcam_layer(self.net, self.input_size, self.conv_layers())
+        return saliency.default_gradcam_layer(self.net, self.input_size, self.layers_or_skip("Grad-CAM"))
 
     @property
     def files(self) -> list[str]:
