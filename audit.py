@@ -402,6 +402,7 @@ class AuditConfig:
     split: str
     size: int
     cv2_mode: bool
+    resize: dataset.Resize
     batch_size: int
     grid: int
     steps: int
@@ -451,7 +452,7 @@ def run_local(model: nn.Module, cfg: AuditConfig, num_classes: int) -> AuditRows
     from tqdm import tqdm
 
     auditor = Auditor(model, cfg, num_classes)
-    loader = dataset.split_loader(auditor.images, cfg.size, cfg.batch_size, cfg.cv2_mode, cfg.workers)
+    loader = dataset.split_loader(auditor.images, cfg.size, cfg.batch_size, cfg.cv2_mode, cfg.workers, cfg.resize)
     parts = []
     for x, idx in tqdm(dataset.batches(loader), total=len(loader), desc=f"audit {cfg.split}", unit="batch",
                        leave=False, disable=None):
@@ -473,7 +474,8 @@ class RayAuditActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         idx = np.asarray(batch["index"], dtype=np.int64)
-        x = torch.stack([dataset.decode_uint8(Path(p), self.auditor.cfg.size, self.auditor.cfg.cv2_mode)
+        x = torch.stack([dataset.decode_uint8(Path(p), self.auditor.cfg.size, self.auditor.cfg.cv2_mode,
+                                                 self.auditor.cfg.resize)
                          for p in batch["path"]])
         return {"index": idx, **self.auditor.rows(x, idx).columns()}
 
@@ -625,7 +627,7 @@ def config(ctx, split: str) -> AuditConfig:
 
     s = ctx.settings
     return AuditConfig(data=str(ctx.data), split=split, size=ctx.input_size, cv2_mode=ctx.cv2_mode,
-                       batch_size=int(s["eval_batch_size"]), grid=int(s["audit_grid"]), steps=int(s["audit_steps"]),
+                       resize=ctx.resize, batch_size=int(s["eval_batch_size"]), grid=int(s["audit_grid"]), steps=int(s["audit_steps"]),
                        border=float(s["audit_border"]), seed=ctx.seed, layer=ctx.gradcam_layer(),
                        precision=ctx.precision, threads=torch.get_num_threads(), workers=int(s["loader_workers"]))
 
@@ -680,7 +682,7 @@ def draw_audit(ctx, split: str, files: list[str], rows: AuditRows, summ: AuditSu
     names = ctx.class_names
     for k, i in enumerate(top):
         ax = axes[k // ncols, k % ncols]
-        x = dataset.decode_uint8(imgs.paths[i], ctx.input_size, ctx.cv2_mode).float() / 255.0
+        x = dataset.decode_uint8(imgs.paths[i], ctx.input_size, ctx.cv2_mode, ctx.resize).float() / 255.0
         up = F.interpolate(torch.from_numpy(rows.maps[i])[None, None], size=(ctx.input_size,) * 2, mode="bilinear",
                            align_corners=False)[0, 0].numpy()
         lb = int(rows.label[i])

@@ -265,7 +265,7 @@ class _SplitData(torch.utils.data.Dataset):
 
 def decode_uint8(path: Path, size: int, cv2_mode: bool = False, resize: "Resize | None" = None) -> torch.Tensor:
     """One image as the split loaders deliver it: a 3 x size x size uint8 tensor (load_image, rounded)."""
-    arr = load_image(path, size, cv2_mode, resize)
+    arr = load_image(path, size, cv2_mode, STRETCH if resize is None else resize)
     return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1)
 
 
