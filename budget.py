@@ -114,9 +114,12 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
     n_classviz = min(n_classes, 12) if n_classviz is None else n_classviz
     methods = 8  # attribution maps scored by the trust task, random baseline included
     tc = trust_counts(macs, s)
+    if macs is None:   # the model's cost unknown: the selected images only
+        tc = tc | {"per_class": 0, "sampled_per_class": 0}
     val, val_sampled = n_classes * tc["per_class"], n_classes * tc["sampled_per_class"]
     # the marked images of the shortcut score: up to per_class of the shortcut class, sampled_per_class of the others
-    mark, mark_sampled = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"], n_classes * tc["sampled_per_class"]
+    # (LIME and SHAP: one of the shortcut class, one other)
+    mark, mark_sampled = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"], 2 * (tc["sampled_per_class"] > 0)
     trust_images = val if val else min(n_images, s["trust_images"])
     trust_sampled = val_sampled if val else 0        # the selected images' LIME / SHAP maps are the figures' own
     grad_per_image = 1 + s["smoothgrad_n"] + s["ig_steps"] + 1 + 1     # vanilla, SmoothGrad, IG, Grad-CAM

@@ -397,8 +397,9 @@ def _collect(ctx, s: dict[str, Any], pool: dict[str, Any], marked: dict[str, Any
         try:
             idx = _subset(pool, m, counts["sampled_per_class"])
             methods[m] = {"idx": idx, "maps": _maps_for(ctx, pool, m, idx), "targets": pool["targets"][idx]}
-            if marked is not None:
-                midx = _subset(marked | {"source": "validation"}, m, counts["sampled_per_class"])
+            if marked is not None:   # LIME/SHAP: one marked image of the shortcut class, one of another class
+                midx = _subset(marked | {"source": "validation", "labels": marked["labels"] != marked["shortcut_class"]},
+                               m, 1)
                 marks[m] = {"idx": midx, "maps": _maps_for(ctx, marked, m, midx)}
         except Skipped as why:
             skipped[m] = str(why)
