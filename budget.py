@@ -21,7 +21,7 @@ DRAW_SECONDS = 0.6
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
 SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "shap_max_evals": 500, "smoothgrad_n": 4, "ig_steps": 8,
             "deletion_steps": 8, "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3,
-            "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4}
+            "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4, "trust_ref_macs": 1}
 
 
 def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bool, seconds: float = 0.5) -> float:
@@ -63,8 +63,45 @@ def decode_seconds(folder, size: int, cv2_mode: bool, n: int = 8, resize: Any = 
     return sorted(times)[len(times) // 2]
 
 
+def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
+    """Multiply-adds of one image's forward pass: Conv and Linear layers only, counted by hooks in one probe pass."""
+    total = 0
+
+    def count(mod: nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            per_out = mod.in_features if isinstance(mod, nn.Linear) else \
+                (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            total += per_out * out[0].numel()
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    handles = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def trust_counts(macs: int | None, s: dict[str, Any]) -> dict[str, int]:
+    """The trust task's image counts for a model of `macs` multiply-adds per image (never timing).
+
+    factor = min(1, trust_ref_macs / macs). Validation images per class: floor(trust_per_class x factor); of these
+    LIME and SHAP take floor(trust_sampled_per_class x factor), at least one per class while any are taken; the
+    sanity check: max(1, floor(sanity_images x factor)). The demo model (74 M multiply-adds, under the 100 M
+    reference) keeps 3 / 1 / 8; the full-size hw3 (1.1 G) gets 0 / 0 / 1, i.e. the selected images only, as before.
+    """
+    factor = 1.0 if not macs else min(1.0, float(s["trust_ref_macs"]) / float(macs))
+    per_class = int(math.floor(s["trust_per_class"] * factor + 1e-9))
+    sampled = min(per_class, max(1, int(math.floor(s["trust_sampled_per_class"] * factor + 1e-9)))) if per_class else 0
+    return {"per_class": per_class, "sampled_per_class": sampled,
+            "sanity": max(1, int(math.floor(s["sanity_images"] * factor + 1e-9))), "factor": factor}
+
+
 def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13, *,
-           size: int = 128, n_classviz: int | None = None) -> tuple[float, float]:
+           size: int = 128, n_classviz: int | None = None, macs: int | None = None) -> tuple[float, float]:
     """(forward images, forward+backward images) a task costs under settings s (full-model equivalents).
 
     n_classes bounds what the class tasks draw: lime_classes explains every class up to confusion.MAX_GRID, else
@@ -75,7 +112,18 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
 
     lime_rows = n_classes if n_classes <= MAX_GRID else LIME_CLASS_ROWS
     n_classviz = min(n_classes, 12) if n_classviz is None else n_classviz
-    methods = 7  # attribution maps scored by the trust task, random baseline included
+    methods = 8  # attribution maps scored by the trust task, random baseline included
+    tc = trust_counts(macs, s)
+    if macs is None:   # the model's cost unknown: the selected images only
+        tc = tc | {"per_class": 0, "sampled_per_class": 0}
+    val, val_sampled = n_classes * tc["per_class"], n_classes * tc["sampled_per_class"]
+    # the marked images of the shortcut score: up to per_class of the shortcut class, sampled_per_class of the others
+    # (LIME and SHAP: one of the shortcut class, one other)
+    mark, mark_sampled = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"], 2 * (tc["sampled_per_class"] > 0)
+    trust_images = val if val else min(n_images, s["trust_images"])
+    trust_sampled = val_sampled if val else 0        # the selected images' LIME / SHAP maps are the figures' own
+    grad_per_image = 1 + s["smoothgrad_n"] + s["ig_steps"] + 1 + 1     # vanilla, SmoothGrad, IG, Grad-CAM
+    fwd_per_image = occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2
     cost = {
         "confusion": (n_eval, 0),
         "saliency": (0, n_images),
@@ -91,8 +139,13 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         "classviz": (0, 1.5 * n_classviz * s["classviz_steps"]),   # jitter and blur each step
         "occlusion": (n_images * occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2, 0),
         # sanity: one randomisation step per parameterised layer, each recomputing every gradient method
-        "trust": (min(n_images, s["trust_images"]) * methods * 2 * (s["deletion_steps"] + 1),
-                  s["sanity_images"] * n_layers * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
+        # deletion/insertion of every method, the validation images' maps (LIME and SHAP on their subset) and the
+        # sanity check's cascade
+        "trust": (trust_images * methods * 2 * (s["deletion_steps"] + 1)
+                  + ((val + mark) * fwd_per_image if val else 0)
+                  + (trust_sampled + (mark_sampled if val else 0)) * (s["lime_samples"] + s["shap_max_evals"]),
+                  ((val + mark) * grad_per_image if val else 0)
+                  + tc["sanity"] * n_layers * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
     }
     return cost.get(task, (0, 0))
 
@@ -188,7 +241,7 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
         rates["decode_seconds"] = decode_seconds(eval_dir, ctx.input_size, ctx.cv2_mode, resize=ctx.resize)
     layers = sum(1 for m in ctx.net.modules() if any(True for _ in m.parameters(recurse=False)))
     sizes = (len(ctx.indices), ctx.num_classes, n_eval, layers)
-    shape = {"size": ctx.input_size}
+    shape = {"size": ctx.input_size, "macs": ctx.macs()}
     if "classviz" in task_names:
         shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
 

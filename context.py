@@ -191,6 +191,14 @@ class RunContext:
             raise UserError(f"--target {cls} out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
         return np.full(len(self.indices), cls)
 
+    def macs(self) -> int:
+        """Multiply-adds of one image's forward pass (Conv/Linear hooks, one probe pass, cached)."""
+        if "macs" not in self.cache:
+            import budget
+
+            self.cache["macs"] = budget.model_macs(self.net, self.input_size, self.device)
+        return self.cache["macs"]
+
     def layer(self, name: str) -> nn.Module:
         """A module of the user's network by name; unknown names list the valid ones."""
         return find_module(self.net, name)

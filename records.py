@@ -160,13 +160,20 @@ class WhereResult(TaskResult):
 
 @dataclass(kw_only=True)
 class TrustResult(TaskResult):
-    """Trust metrics per method (the full tables are in trust.json)."""
+    """Trust metrics per method: means and 95% bootstrap intervals (the full tables are in trust.json)."""
 
     mode: str
-    images: int
+    images: int                               # images in the scored pool
     settings: dict[str, Any]
     skipped: dict[str, str]
-    methods: dict[str, dict[str, Any]]
+    methods: dict[str, dict[str, Any]]        # metric -> mean, metric_ci -> [lo, hi], sanity_check
+    source: str = "selected"                  # "validation" (images per class by the model's cost) or "selected"
+    images_per_method: dict[str, int] = field(default_factory=dict)
+    sanity_images: int = 0
+    macs: int = 0                             # multiply-adds per image the image counts were derived from
+    vs_random: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)   # gain -> [lo, hi]
+    shortcut_class: str | None = None
+    shortcut: dict[str, dict[str, Any]] = field(default_factory=dict)   # on-mark share: shortcut class, others
 
 
 @dataclass(kw_only=True)

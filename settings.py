@@ -60,9 +60,16 @@ DEFAULTS: dict[str, Any] = {
     "occlusion_patch": 24,
     "occlusion_stride": 12,
     # trust metrics
+    # Image counts scale with the model's multiply-adds per image (budget.trust_counts): below trust_ref_macs
+    # (the demo), 3 validation images per class, LIME and SHAP on 1 per class, 8 sanity images; above it,
+    # proportionally fewer; with no validation images the first trust_images selected images are scored.
     "trust_images": 4,
+    "trust_per_class": 3,
+    "trust_sampled_per_class": 1,
+    "trust_ref_macs": 100_000_000,
+    "trust_bootstrap": 2000,     # resamples of the 95% percentile bootstrap intervals (seeded)
     "deletion_steps": {"cpu": 32, "cuda": 64},   # 1/32 of the pixels per step on CPU: 28 s instead of 56 s
-    "sanity_images": 1,
+    "sanity_images": 8,
     "sanity_smoothgrad_n": 10,
     "sanity_ig_steps": 16,
     "insertion_blur": 0.0625,
@@ -89,15 +96,15 @@ FULL: dict[str, Any] = {
     "occlusion_stride": 4,
     "trust_images": 22,
     "deletion_steps": 128,
-    "sanity_images": 4,
+    "sanity_images": 16,
     "sanity_smoothgrad_n": 50,
     "sanity_ig_steps": 64,
 }
 
 
 # The trust metrics' own keys: `--trust full` takes FULL's values for these alone.
-TRUST_KEYS = ("trust_images", "deletion_steps", "sanity_images", "sanity_smoothgrad_n", "sanity_ig_steps",
-              "insertion_blur")
+TRUST_KEYS = ("trust_images", "trust_per_class", "trust_sampled_per_class", "trust_ref_macs", "trust_bootstrap",
+              "deletion_steps", "sanity_images", "sanity_smoothgrad_n", "sanity_ig_steps", "insertion_blur")
 
 
 def resolve(device_type: str, full: bool = False, overrides: list[str] | None = None,
