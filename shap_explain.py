@@ -44,7 +44,7 @@ from errors import ExplainInputError
 from explain import Attribution, model_device
 from records import ShapResult
 
-DEFAULT_MAX_EVALS = 1000   # = settings.DEFAULTS["shap_max_evals"]
+DEFAULT_MAX_EVALS = 500    # = settings.DEFAULTS["shap_max_evals"]
 ROUND_SIZE = 64          # masked images shap evaluates per round of the Partition explainer (see shap_attribution)
 UNIT = "SHAP value (probability)"
 
