@@ -11,13 +11,7 @@ import exact
 from model import Autocast
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The 2 shared cores: one thread (results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bf16_with_recheck_predicts_exactly_fp32_on_the_demo_validation_split(demo_data, demo_model):

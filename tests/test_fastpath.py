@@ -12,13 +12,7 @@ import filter_vis as fv
 import saliency as S
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The 2 shared cores: one thread (results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ FILTERS = [0, 5, 8, 14]   # 5 likes noise a lot; 8 and 14 are (almost) silent on
 S = settings.resolve("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine's 2 cores are shared: one thread avoids oversubscription (results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gens(ctx, filters=FILTERS) -> list[torch.Generator]:
