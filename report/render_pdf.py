@@ -240,8 +240,7 @@ def jpeg_images(path: Path) -> None:
             if ref.idnum in done or obj.get("/Subtype") != "/Image" or "/SMask" in obj:
                 continue
             done.add(ref.idnum)
-            w, h = int(obj["/Width"]), int(obj["/Height"])
-            pixels = Image.frombytes("RGB", (w, h), obj.get_data())
+            pixels = obj.decode_as_image().convert("RGB")   # matplotlib stores few-colour figures as palettes
             buf = io.BytesIO()
             pixels.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
             obj.set_data(buf.getvalue())

@@ -19,8 +19,9 @@ import metrics
 from errors import ExplainInputError
 from outputs import load_maps, save_maps
 
-QUICK = ("--set", "smoothgrad_n=3", "--set", "ig_steps=4", "--set", "lime_samples=20", "--set", "occlusion_stride=52")
-ATTRIBUTION_TASKS = "saliency,smoothgrad,ig,gradcam,lime,occlusion"
+QUICK = ("--set", "smoothgrad_n=3", "--set", "ig_steps=4", "--set", "lime_samples=20", "--set", "occlusion_stride=52",
+         "--set", "shap_max_evals=40")
+ATTRIBUTION_TASKS = "saliency,smoothgrad,ig,gradcam,lime,shap,occlusion"
 
 
 def _run(out: Path, *flags: str) -> None:

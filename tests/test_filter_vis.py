@@ -99,17 +99,17 @@ def test_task_is_deterministic_and_names_files(tmp_path):
              "--set", "filter_steps=8", "--set", "robust_steps=4"]
     outs = []
     for name in ("a", "b"):
-        ctx = make_ctx(tmp_path / name, *flags)
-        files = fv.task_filters(ctx).files
-        outs.append((ctx, files))
-    (ctx_a, files_a), (ctx_b, files_b) = outs
+        result = fv.task_filters(make_ctx(tmp_path / name, *flags))
+        outs.append((result, result.files))
+    (res_a, files_a), (res_b, files_b) = outs
     assert sorted(f.name for f in files_a) == sorted([
-        "filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png",
-        "filter_visualization_cnn.6.png", "filter_visualization_robust_cnn.6.png", "filter_activations_cnn.6.png"])
+        "filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png", "filter_examples.png",
+        "filter_visualization_cnn.6.png", "filter_visualization_robust_cnn.6.png", "filter_activations_cnn.6.png",
+        "filter_examples_cnn.6.png"])
     for fa, fb in zip(files_a, files_b):
         assert fa.read_bytes() == fb.read_bytes(), fa.name
-    assert ctx_a.results["filters"] == ctx_b.results["filters"]
-    rec = ctx_a.results["filters"]["layers"]
+    assert res_a.record() == res_b.record()
+    rec = res_a.layers
     assert list(rec) == ["cnn.10", "cnn.6"] and rec["cnn.10"]["alias"] == "block3"
     assert rec["cnn.10"]["filters"] == [0, 3] and len(rec["cnn.10"]["robust_activation"]) == 2
 

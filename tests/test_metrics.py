@@ -104,7 +104,8 @@ def test_bootstrap_interval_is_seeded_and_covers_the_mean():
 def test_trust_counts_follow_multiply_adds():
     import budget
 
-    s = settings.resolve("cpu")
+    s = settings.resolve("cpu", trust_full=True)   # issue 17's protocol (--trust full)
+    assert budget.trust_counts(73_696_640, settings.resolve("cpu"))["per_class"] == 0   # default: the selected images
     demo_counts = budget.trust_counts(73_696_640, s)
     assert (demo_counts["per_class"], demo_counts["sampled_per_class"], demo_counts["sanity"]) == (3, 1, 8)
     big = budget.trust_counts(1_100_000_000, s)                                  # full-size hw3
