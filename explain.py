@@ -28,6 +28,7 @@ from torch import nn
 
 from errors import ExplainInputError
 from model import Autocast, logits_of
+from model import device_of as model_device  # one device rule for the whole project
 
 
 @dataclass
@@ -136,15 +137,6 @@ def user_net(model: nn.Module) -> nn.Module:
     return model
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def as_images(images: Any) -> torch.Tensor:
     """Images as an N x C x H x W float tensor on the CPU (a single C x H x W image becomes a batch of one)."""
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -249,7 +241,7 @@ def attribute(model: nn.Module, images: Any, target: Any = "pred", method: str =
     return out
 
 
-class _NoBar:
+class NoBar:
     """A progress bar that shows nothing."""
 
     def reset(self, total: int | None = None) -> None:
@@ -263,7 +255,7 @@ class _NoBar:
 def _bar(label: str | None) -> Iterator[Any]:
     """One tqdm bar labelled `label` (methods set its total), or a silent stand-in."""
     if label is None:
-        yield _NoBar()
+        yield NoBar()
         return
     from tqdm import tqdm
 

@@ -35,21 +35,12 @@ from torch import nn
 
 import seeds
 from errors import ExplainInputError, Skipped
+from explain import NoBar as _NoBar
 from explain import model_device as _device
 from hooks import forward_hook
 from model import find_module, probe_4d_modules
 from outputs import save_maps
 from records import CompareResult, GradCAMResult, IGResult, SmoothGradResult, VanillaResult
-
-
-class _NoBar:
-    """Progress stand-in when no bar is given."""
-
-    def reset(self, total: int | None = None) -> None:
-        """Nothing to reset."""
-
-    def update(self, n: int = 1) -> None:
-        """Nothing to show."""
 
 
 # ---------------------------------------------------------------- compute
