@@ -79,7 +79,7 @@ register(Method("smoothgrad", "SmoothGrad", _smoothgrad, False, {"n": 50, "sigma
                 {"n": "smoothgrad_n", "sigma": "smoothgrad_sigma"}, sanity={"n": "sanity_smoothgrad_n"}))
 register(Method("integrated_gradients", "Integrated Gradients", _ig, False, {"steps": 64, "baseline": "black"},
                 {"steps": "ig_steps", "baseline": "ig_baseline"}, sanity={"steps": "sanity_ig_steps"}, signed=True))
-register(Method("gradcam", "Grad-CAM", _gradcam, False, {"layer": None}))
+register(Method("gradcam", "Grad-CAM", _gradcam, False, {"layer": None}, hooks=True))
 register(Method("lime", "LIME", _lime, True,
                 {"samples": 1000, "segments": 100, "compactness": 1.0, "sigma": 1.0, "extra_labels": None},
                 {"samples": "lime_samples", "segments": "lime_segments", "compactness": "lime_compactness",

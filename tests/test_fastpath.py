@@ -120,3 +120,22 @@ def test_fast_bf16_is_bitwise_autocast(demo_model, gt_batch):
     x = gt_batch[0][:4]
     with torch.inference_mode():
         assert torch.equal(fast(x), Autocast(demo_model, torch.device("cpu"))(x))
+
+
+def test_entry_point_runs_the_fast_paths(demo_model, gt_batch):
+    import explain
+    from model import Autocast
+
+    x, t = gt_batch[0][:2], [0, 1]
+    eager = S.vanilla(demo_model, x, t, 2)
+    folded = explain.attribute(demo_model, x, t, "vanilla").maps
+    assert r(eager, folded) >= 0.9999 and not np.array_equal(eager, folded)   # BN folded: not eager's rounding
+    import copy
+
+    a, b = copy.deepcopy(demo_model), copy.deepcopy(demo_model)
+    a.net.cnn[1].train(), b.net.cnn[1].train()   # a BatchNorm in training mode: the model runs as given
+    np.testing.assert_array_equal(explain.attribute(a, x, t, "vanilla").maps, S.vanilla(b, x, t, 2))
+    fast = explain.attribute(demo_model, x, t, "occlusion", precision="bf16", patch=32, stride=32).maps
+    plain = explain.METHODS["occlusion"].fn(Autocast(demo_model, torch.device("cpu")), x, torch.tensor(t),
+                                            batch_size=8, seed=0, keys=[0, 1], patch=32, stride=32, value=0.5).maps
+    np.testing.assert_array_equal(fast, plain)   # bf16-stored weights: bitwise autocast's outputs
