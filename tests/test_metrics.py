@@ -104,10 +104,10 @@ def test_bootstrap_interval_is_seeded_and_covers_the_mean():
 def test_trust_counts_follow_multiply_adds():
     import budget
 
-    s = settings.resolve("cpu", trust_full=True)   # issue 17's protocol (--trust full)
-    assert budget.trust_counts(73_696_640, settings.resolve("cpu"))["per_class"] == 0   # default: the selected images
-    demo_counts = budget.trust_counts(73_696_640, s)
-    assert (demo_counts["per_class"], demo_counts["sampled_per_class"], demo_counts["sanity"]) == (3, 1, 8)
+    s = settings.resolve("cpu")   # issue 17's protocol is the default
+    full = settings.resolve("cpu", trust_full=True)
+    for demo_counts in (budget.trust_counts(73_696_640, s), budget.trust_counts(73_696_640, full)):
+        assert (demo_counts["per_class"], demo_counts["sampled_per_class"], demo_counts["sanity"]) == (3, 1, 8)
     big = budget.trust_counts(1_100_000_000, s)                                  # full-size hw3
     assert (big["per_class"], big["sampled_per_class"], big["sanity"]) == (0, 0, 1)
     seq = [budget.trust_counts(m, s) for m in (1e7, 1e8, 2e8, 3e8, 4e8, 1e9, 1e10)]
@@ -200,8 +200,8 @@ def test_trust_task_scores_validation_images_per_class(tmp_path, demo_data):
     "32 deletion steps: lower bounds Grad-CAM deletion 0.081 / insertion 0.088, IG -0.007 / 0.026 (>= 0.10 / 0.05 "
     "asked)"))
 def test_gradcam_and_ig_beat_random_with_margin_on_the_demo(tmp_path, demo_data):
-    """Issue 17's protocol (--trust full's image counts): lower 95% bounds of Grad-CAM's and IG's gains over random."""
-    ctx = make_ctx(tmp_path, "--trust", "full", "--set", "deletion_steps=32")
+    """Issue 17's protocol (the default run's trust task): lower 95% bounds of Grad-CAM's and IG's gains over random."""
+    ctx = make_ctx(tmp_path)
     s = metrics.trust_settings(ctx)
     pool, _, counts = metrics.pools(ctx, s)
     assert pool["source"] == "validation" and len(pool["files"]) == 3 * ctx.num_classes
