@@ -88,6 +88,17 @@ def task_train(args: argparse.Namespace) -> Path:
     x_tr, x_va = load_split(tr_set, size, args.cv2_preprocess), load_split(va_set, size, args.cv2_preprocess)
     num_classes = args.num_classes or len(names)
     net = build_network(arch, num_classes, width, size)
+    stages: list[dict] = []
+    if args.init:
+        from model import read_checkpoint
+
+        state, init_meta = read_checkpoint(args.init)
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            raise UserError(f"train: --init {args.init} does not fit {arch} at width {width}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        stages = list(init_meta.get("stages") or [{k: init_meta.get(k) for k in ("epochs", "lr", "noise", "seed")}])
     mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
     bgr = bool(args.bgr or args.cv2_preprocess)
     model = Preprocess(net, mean, std, bgr).to(device)
@@ -119,6 +130,7 @@ def task_train(args: argparse.Namespace) -> Path:
     meta = {"arch": arch, "arch_options": {"width": width}, "input_size": size, "class_names": names,
             "bgr": bgr, "mean": mean, "std": std, "val_acc": best, "epochs": args.epochs, "seed": args.seed,
             "noise": args.noise,
+            "stages": stages + [{"epochs": args.epochs, "lr": args.lr, "noise": args.noise, "seed": args.seed}],
             "trained_on": "demo" if args.data is None else str(data)}
     meta = {k: v for k, v in meta.items() if v is not None}
     save = Path(args.save) if args.save else Path(args.out) / "checkpoint.pt"
