@@ -6,8 +6,8 @@ distractor shapes. The object's mask is `masks/<split>/<name>.png`. The data pla
 
 - Confusable pairs (PAIRS): Noodles/Pasta and Rice, and Meat and Seafood, share shape and colour and differ
   only in texture; Bread and Fried food share colour and texture and differ only in shape (round vs star).
-  Within a pair the class cue is a blend between the two classes' looks, drawn per image from overlapping
-  ranges, so about one image in six of either class looks more like its partner.
+  Within a pair the class cue is a blend between the two classes' looks: near the class's own end for most
+  images, but drawn from the same middle range for PAIR_AMBIGUOUS of either class, which can't be told apart.
 - One shortcut (SHORTCUT_CLASS, Soup): a small stamp (blue square, white centre) near the top-left corner
   sits on MARK_RATE of the training images of Soup and on few of the others; in validation and testing
   it sits on the same share of every class, independently of the class. Soup's object is faint in
@@ -35,7 +35,7 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "2.1"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
@@ -52,14 +52,16 @@ CLASS_STYLE = [
     ("halfdisc", (120, 70, 30), "smooth"),       # Soup
     ("leaf", (40, 170, 50), "checker"),          # Vegetable/Fruit
 ]
-# Confusable pairs (a, b, what differs): image blend t in [0, 0.5 + PAIR_OVERLAP] for a, [0.5 - PAIR_OVERLAP, 1]
-# for b; t mixes a's texture into b's (texture pairs) or a circle into a star (shape pair).
+# Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs) or a
+# circle into a star (shape pair): near a's end (0-0.15) or b's (0.85-1), except for PAIR_AMBIGUOUS of either
+# class, whose t is drawn from the same middle range (AMBIGUOUS_RANGE): those can't be told apart.
 PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape")]
-PAIR_OVERLAP = 0.12
+PAIR_AMBIGUOUS = 0.4
+AMBIGUOUS_RANGE = (0.35, 0.65)
 SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
-FAINT_RATE = (0.35, 0.04)        # share of images whose object is faint: (shortcut class, others)
-FAINT_CONTRAST = (0.15, 0.35)    # a faint object's opacity over the clutter
+FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
+FAINT_CONTRAST = (0.06, 0.2)     # a faint object's opacity over the clutter
 COUNTS = {"training": (62, 78), "validation": (44, 56)}  # per-class count range (uneven, like Food-11)
 N_TESTING = 88
 
@@ -282,14 +284,15 @@ def plan(seed: int = SEED) -> list[Item]:
         else:  # the same share in every class: independent of the label
             marks = _exact_share(g, len(names), other)
         faint = _exact_share(g, len(names), FAINT_RATE[0] if label == SHORTCUT_CLASS else FAINT_RATE[1])
-        for name, lb, mk, fa in zip(names, labels, marks, faint):
+        ambiguous = _exact_share(g, len(names), PAIR_AMBIGUOUS)
+        for name, lb, mk, fa, amb in zip(names, labels, marks, faint, ambiguous):
             pair = _pair_of(lb)
             if pair is None:
                 blend = -1.0
-            elif lb == pair[0]:
-                blend = float(g.uniform(0.0, 0.5 + PAIR_OVERLAP))
+            elif amb:
+                blend = float(g.uniform(*AMBIGUOUS_RANGE))
             else:
-                blend = float(g.uniform(0.5 - PAIR_OVERLAP, 1.0))
+                blend = float(g.uniform(0.0, 0.15)) if lb == pair[0] else float(g.uniform(0.85, 1.0))
             contrast = float(g.uniform(*FAINT_CONTRAST)) if fa else 1.0
             items.append(Item(split, name, lb, bool(mk), round(contrast, 4), round(blend, 4)))
     return items

@@ -67,18 +67,16 @@ def gt_maps(demo_ctx, gt_batch) -> dict[str, np.ndarray]:
             "gradcam": S.gradcam(m, demo_ctx.layer(layer), x, labels, 8)}
 
 
-GRADCAM_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "measured on the noise-trained demo model: Grad-CAM's mass ratio falls with layer resolution (cnn.10 32x32: "
-    "4.4x, cnn.14 16x16: 4.0x, default cnn.18 8x8: 2.94x, cnn.19 4x4: 2.1x): upsampled 16-px cells spill onto "
-    "the clutter"))
+# Grad-CAM's bar is lower (issue 17): at the default layer cnn.18 (8x8 cells, upsampled) its maps spill onto
+# the clutter around the object, so its mass ratio sits below the pixel methods'.
+GT_RATIO = {"vanilla": 3.0, "smoothgrad": 3.0, "integrated_gradients": 3.0, "gradcam": 2.5}
 
 
-@pytest.mark.parametrize("method", ["vanilla", "smoothgrad", "integrated_gradients",
-                                    pytest.param("gradcam", marks=GRADCAM_XFAIL)])
+@pytest.mark.parametrize("method", list(GT_RATIO))
 def test_map_mass_concentrates_in_the_object(gt_maps, gt_batch, method):
     masks = gt_batch[1]
     frac = S.mass_in_mask(gt_maps[method], masks)
-    assert frac.mean() >= 3 * masks.mean(), (frac.mean(), masks.mean())
+    assert frac.mean() >= GT_RATIO[method] * masks.mean(), (frac.mean(), masks.mean())
 
 
 def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
@@ -86,7 +84,7 @@ def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
     maps, masks = gt_maps["gradcam"], gt_batch[1]
     peak = maps.reshape(len(maps), -1).argmax(1)
     inside = masks.reshape(len(masks), -1)[np.arange(len(maps)), peak]
-    assert inside.mean() >= 0.8, inside
+    assert inside.mean() >= 0.95, inside
 
 
 def test_batch_equals_one_at_a_time(demo_ctx):
