@@ -165,7 +165,7 @@ def gt_scores(demo_ctx, gt_batch):
     x, masks, labels, _ = gt_batch
     m = demo_ctx.model
     maps = {"vanilla": S.vanilla(m, x, labels, 8),
-            "smoothgrad": S.smoothgrad(m, x, labels, n=50, sigma=0.15, batch_size=25),
+            "smoothgrad": S.smoothgrad(m, x, labels, n=20, sigma=0.15, batch_size=20),
             "integrated_gradients": S.integrated_gradients(m, x, labels, steps=64, batch_size=65)[0],
             "gradcam": S.gradcam(m, demo_ctx.layer("cnn.18"), x, labels, 8),
             "occlusion": occlusion.occlusion(m, x, labels, patch=24, stride=12, batch_size=50)}
