@@ -35,7 +35,7 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2.1"
+GENERATOR_VERSION = "2.2"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
@@ -53,11 +53,11 @@ CLASS_STYLE = [
     ("leaf", (40, 170, 50), "checker"),          # Vegetable/Fruit
 ]
 # Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs) or a
-# circle into a star (shape pair): near a's end (0-0.15) or b's (0.85-1), except for PAIR_AMBIGUOUS of either
+# circle into a star (shape pair): near a's end (0-0.12) or b's (0.88-1), except for PAIR_AMBIGUOUS of either
 # class, whose t is drawn from the same middle range (AMBIGUOUS_RANGE): those can't be told apart.
 PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape")]
-PAIR_AMBIGUOUS = 0.4
-AMBIGUOUS_RANGE = (0.35, 0.65)
+PAIR_AMBIGUOUS = 0.3
+AMBIGUOUS_RANGE = (0.4, 0.6)
 SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
@@ -292,7 +292,7 @@ def plan(seed: int = SEED) -> list[Item]:
             elif amb:
                 blend = float(g.uniform(*AMBIGUOUS_RANGE))
             else:
-                blend = float(g.uniform(0.0, 0.15)) if lb == pair[0] else float(g.uniform(0.85, 1.0))
+                blend = float(g.uniform(0.0, 0.12)) if lb == pair[0] else float(g.uniform(0.88, 1.0))
             contrast = float(g.uniform(*FAINT_CONTRAST)) if fa else 1.0
             items.append(Item(split, name, lb, bool(mk), round(contrast, 4), round(blend, 4)))
     return items

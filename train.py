@@ -103,6 +103,8 @@ def task_train(args: argparse.Namespace) -> Path:
     bgr = bool(args.bgr or args.cv2_preprocess)
     model = Preprocess(net, mean, std, bgr).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = getattr(args, "schedule", "constant")
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs)) if schedule == "cosine" else None
     best, best_state = -1.0, None
     bar = tqdm(range(args.epochs), desc="train", unit="epoch", disable=None)
     for epoch in bar:
@@ -120,6 +122,8 @@ def task_train(args: argparse.Namespace) -> Path:
             opt.step()
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
+        if decay is not None:
+            decay.step()
         val = accuracy(model, x_va, y_va, device)
         if val > best:
             best = val
@@ -130,7 +134,8 @@ def task_train(args: argparse.Namespace) -> Path:
     meta = {"arch": arch, "arch_options": {"width": width}, "input_size": size, "class_names": names,
             "bgr": bgr, "mean": mean, "std": std, "val_acc": best, "epochs": args.epochs, "seed": args.seed,
             "noise": args.noise,
-            "stages": stages + [{"epochs": args.epochs, "lr": args.lr, "noise": args.noise, "seed": args.seed}],
+            "stages": stages + [{"epochs": args.epochs, "lr": args.lr, "schedule": schedule, "noise": args.noise,
+                                 "seed": args.seed}],
             "trained_on": "demo" if args.data is None else str(data)}
     meta = {k: v for k, v in meta.items() if v is not None}
     save = Path(args.save) if args.save else Path(args.out) / "checkpoint.pt"
