@@ -19,9 +19,9 @@ WARN_SECONDS = 540.0
 # Drawing and saving a task's figures, which no probe sees (bench/run.py: report 6 s, most tasks 0.3-1 s).
 DRAW_SECONDS = 0.6
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
-SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "smoothgrad_n": 4, "ig_steps": 8, "deletion_steps": 8,
-            "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3, "trust_images": 1,
-            "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4}
+SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "shap_max_evals": 500, "smoothgrad_n": 4, "ig_steps": 8,
+            "deletion_steps": 8, "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3,
+            "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4, "trust_ref_macs": 1}
 
 
 def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bool, seconds: float = 0.5) -> float:
@@ -51,25 +51,79 @@ def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], 
             "backward": rate(model, device, size, s["grad_batch_size"], True, seconds / 2)}
 
 
-def decode_seconds(folder, size: int, cv2_mode: bool, n: int = 8) -> float:
+def decode_seconds(folder, size: int, cv2_mode: bool, n: int = 8, resize: Any = None) -> float:
     """Median seconds to decode and resize one image of a split (a few of its first files)."""
     import dataset
 
     times = []
     for name in dataset.list_images(folder)[:n]:
         t0 = time.perf_counter()
-        dataset.load_image(folder / name, size, cv2_mode)
+        dataset.load_image(folder / name, size, cv2_mode, resize or dataset.STRETCH)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
 
 
-def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13
-           ) -> tuple[float, float]:
+def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
+    """Multiply-adds of one image's forward pass: Conv and Linear layers only, counted by hooks in one probe pass."""
+    total = 0
+
+    def count(mod: nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            per_out = mod.in_features if isinstance(mod, nn.Linear) else \
+                (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            total += per_out * out[0].numel()
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    handles = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def trust_counts(macs: int | None, s: dict[str, Any]) -> dict[str, int]:
+    """The trust task's image counts for a model of `macs` multiply-adds per image (never timing).
+
+    factor = min(1, trust_ref_macs / macs). Validation images per class: floor(trust_per_class x factor); of these
+    LIME and SHAP take floor(trust_sampled_per_class x factor), at least one per class while any are taken; the
+    sanity check: max(1, floor(sanity_images x factor)). The demo model (74 M multiply-adds, under the 100 M
+    reference) keeps 3 / 1 / 8; the full-size hw3 (1.1 G) gets 0 / 0 / 1, i.e. the selected images only, as before.
+    """
+    factor = 1.0 if not macs else min(1.0, float(s["trust_ref_macs"]) / float(macs))
+    per_class = int(math.floor(s["trust_per_class"] * factor + 1e-9))
+    sampled = min(per_class, max(1, int(math.floor(s["trust_sampled_per_class"] * factor + 1e-9)))) if per_class else 0
+    return {"per_class": per_class, "sampled_per_class": sampled,
+            "sanity": max(1, int(math.floor(s["sanity_images"] * factor + 1e-9))), "factor": factor}
+
+
+def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13, *,
+           size: int = 128, n_classviz: int | None = None, macs: int | None = None) -> tuple[float, float]:
     """(forward images, forward+backward images) a task costs under settings s (full-model equivalents).
 
+    n_classes bounds what the class tasks draw: lime_classes explains every class up to confusion.MAX_GRID, else
+    confusion.LIME_CLASS_ROWS; classviz draws n_classviz classes (default: up to deep_dream's CLASSVIZ_MAX).
     The factors below are bench/run.py's measured times over its pass counts, for hw3 and hw5ta alike.
     """
-    methods = 7  # attribution maps scored by the trust task, random baseline included
+    from confusion import LIME_CLASS_ROWS, MAX_GRID
+
+    lime_rows = n_classes if n_classes <= MAX_GRID else LIME_CLASS_ROWS
+    n_classviz = min(n_classes, 12) if n_classviz is None else n_classviz
+    methods = 8  # attribution maps scored by the trust task, random baseline included
+    tc = trust_counts(macs, s)
+    if macs is None:   # the model's cost unknown: the selected images only
+        tc = tc | {"per_class": 0, "sampled_per_class": 0}
+    val, val_sampled = n_classes * tc["per_class"], n_classes * tc["sampled_per_class"]
+    # the marked images of the shortcut score: up to per_class of the shortcut class, sampled_per_class of the others
+    # (LIME and SHAP: one of the shortcut class, one other)
+    mark, mark_sampled = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"], 2 * (tc["sampled_per_class"] > 0)
+    trust_images = val if val else min(n_images, s["trust_images"])
+    trust_sampled = val_sampled if val else 0        # the selected images' LIME / SHAP maps are the figures' own
+    grad_per_image = 1 + s["smoothgrad_n"] + s["ig_steps"] + 1 + 1     # vanilla, SmoothGrad, IG, Grad-CAM
+    fwd_per_image = occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2
     cost = {
         "confusion": (n_eval, 0),
         "saliency": (0, n_images),
@@ -79,23 +133,35 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         # a model truncated at a mid-level layer, plus the robust mode's transforms and Adam: ~0.8 of a full pass
         "filters": (0, 0.8 * s["filter_count"] * (s["filter_steps"] + s["robust_steps"])),
         "lime": (n_images * s["lime_samples"], 0),
-        "lime_classes": (2 * n_classes * s["lime_class_samples"], 0),
+        "lime_classes": (2 * lime_rows * s["lime_class_samples"], 0),
+        "shap": (n_images * s["shap_max_evals"], 0),
         "deepdream": (0, 0.6 * n_images * 2 * s["dream_octaves"] * s["dream_steps"]),
-        "classviz": (0, 1.5 * n_classes * s["classviz_steps"]),   # jitter and blur each step
-        "occlusion": (n_images * (math.floor((128 - s["occlusion_patch"]) / s["occlusion_stride"]) + 1) ** 2, 0),
+        "classviz": (0, 1.5 * n_classviz * s["classviz_steps"]),   # jitter and blur each step
+        "occlusion": (n_images * occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2, 0),
         # sanity: one randomisation step per parameterised layer, each recomputing every gradient method
-        "trust": (min(n_images, s["trust_images"]) * methods * 2 * (s["deletion_steps"] + 1),
-                  s["sanity_images"] * n_layers * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
+        # deletion/insertion of every method, the validation images' maps (LIME and SHAP on their subset) and the
+        # sanity check's cascade
+        "trust": (trust_images * methods * 2 * (s["deletion_steps"] + 1)
+                  + ((val + mark) * fwd_per_image if val else 0)
+                  + (trust_sampled + (mark_sampled if val else 0)) * (s["lime_samples"] + s["shap_max_evals"]),
+                  ((val + mark) * grad_per_image if val else 0)
+                  + tc["sanity"] * n_layers * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
     }
     return cost.get(task, (0, 0))
 
 
+def occlusion_positions(size: int, patch: int, stride: int) -> int:
+    """Patch positions along one side (occlusion.patch_starts: the last one flush with the border)."""
+    patch = min(patch, size)
+    return len(range(0, size - patch + 1, stride)) + (1 if (size - patch) % stride else 0)
+
+
 def predict(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int,
-            n_eval: int, n_layers: int = 13) -> dict[str, float]:
-    """Predicted seconds per task from the cost model and the probed rates."""
+            n_eval: int, n_layers: int = 13, **shape: int | None) -> dict[str, float]:
+    """Predicted seconds per task from the cost model and the probed rates (shape: passes' size, n_classviz)."""
     out = {}
     for t in tasks:
-        fwd, bwd = passes(t, s, n_images, n_classes, n_eval, n_layers)
+        fwd, bwd = passes(t, s, n_images, n_classes, n_eval, n_layers, **shape)
         out[t] = fwd / rates["forward"] + bwd / rates["backward"] + DRAW_SECONDS
     if "confusion" in out:  # decoding shares the same cores with the model
         out["confusion"] += n_eval * rates.get("decode_seconds", 0.0)
@@ -103,10 +169,11 @@ def predict(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_imag
 
 
 def plan(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
-         n_layers: int = 13, *, budget: float, overhead: float = 1.25) -> tuple[dict[str, Any], list[str]]:
+         n_layers: int = 13, *, budget: float, overhead: float = 1.25, **shape: int | None
+         ) -> tuple[dict[str, Any], list[str]]:
     """Scale the scalable settings by one common factor (down to their floors) until the run fits the budget."""
     def total(cfg: dict[str, Any]) -> float:
-        return overhead * sum(predict(tasks, cfg, rates, n_images, n_classes, n_eval, n_layers).values())
+        return overhead * sum(predict(tasks, cfg, rates, n_images, n_classes, n_eval, n_layers, **shape).values())
 
     if total(s) <= budget:
         return dict(s), []
@@ -129,52 +196,76 @@ def scaled(s: dict[str, Any], factor: float) -> dict[str, Any]:
     return out
 
 
-def apply(ctx, task_names: list[str], seconds: float | None) -> None:
-    """Probe this machine; with a budget, fit the run into it (recorded in ctx.results), else only warn.
+def will_skip(ctx, task_names: list[str]) -> dict[str, str]:
+    """The tasks of this run that will be skipped, and why (as the tasks themselves decide)."""
+    import dataset
 
-    To fit, forward-only passes first switch to bf16 where the hardware computes it natively and --precision was
-    not given (on the demo LIME's superpixel weights keep a rank correlation of 0.92-0.99 with fp32's, while
-    halving LIME's samples drops it to 0.5-0.7), then the sample counts are scaled down as far as needed.
+    out: dict[str, str] = {}
+    split = ctx.opts.eval_split
+    folder = ctx.data / split
+    if not dataset.is_food11(ctx.data) or not folder.is_dir():
+        why = f"{ctx.data} is not a Food-11 tree with a {split}/ folder"
+    else:
+        names = dataset.list_images(folder)
+        why = "" if names and all(dataset.parse_label(n) is not None for n in names) else \
+            f"{split}/ images carry no labels (<label>_<n>.jpg names)"
+    if why:
+        out.update({t: why for t in ("confusion", "lime_classes") if t in task_names})
+    if not ctx.opts.layer and not ctx.conv_layers():
+        kind = ctx.settings.get("dream_objective", "l2").partition(":")[0]
+        for t, what in (("gradcam", "Grad-CAM"), ("filters", "filter visualization"), ("deepdream", "Deep Dream")):
+            if t in task_names and not (t == "deepdream" and kind == "logit"):
+                out[t] = f"the network has no layer with a 4-D output, which {what} needs"
+    return out
+
+
+def apply(ctx, task_names: list[str], seconds: float | None) -> None:
+    """Probe this machine; with a budget, fit the run into it (recorded in ctx.plan), else only warn.
+
+    Only the tasks that will run are counted (will_skip). To fit, the sample counts are scaled down as far as needed
+    (forward-only passes already run in bf16 by default where the hardware computes it natively).
     """
     import sys
 
     import dataset
-    from model import Autocast, native_bf16
+    from deep_dream import pick_classes
 
     if seconds is not None and seconds <= 0:
         raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
+    skipped = will_skip(ctx, task_names)
+    task_names = [t for t in task_names if t not in skipped]
     rates = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings, forward_model=ctx.infer_model())
-    eval_dir = ctx.data / ctx.args.eval_split
-    n_eval = len(dataset.list_images(eval_dir)) if eval_dir.is_dir() and "confusion" in task_names else 0
+    eval_dir = ctx.data / ctx.opts.eval_split
+    n_eval = len(dataset.list_images(eval_dir)) if {"confusion", "lime_classes"} & set(task_names) else 0
     if n_eval:
-        rates["decode_seconds"] = decode_seconds(eval_dir, ctx.input_size, ctx.cv2_mode)
+        rates["decode_seconds"] = decode_seconds(eval_dir, ctx.input_size, ctx.cv2_mode, resize=ctx.resize)
     layers = sum(1 for m in ctx.net.modules() if any(True for _ in m.parameters(recurse=False)))
     sizes = (len(ctx.indices), ctx.num_classes, n_eval, layers)
+    shape = {"size": ctx.input_size, "macs": ctx.macs()}
+    if "classviz" in task_names:
+        shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
 
     def total(cfg: dict[str, Any], r: dict[str, float]) -> float:
-        return 1.25 * sum(predict(task_names, cfg, r, *sizes).values())
+        return 1.25 * sum(predict(task_names, cfg, r, *sizes, **shape).values())
 
     before = total(ctx.settings, rates)
+    # the cost model's seconds per task (without the 25% margin), for bench/any_model.py to set against the measured
+    ctx.cache["budget_prediction"] = predict(task_names, ctx.settings, rates, *sizes, **shape)
+    note = f" (skipped: {', '.join(skipped)})" if skipped else ""
     if seconds is None:
         if before > WARN_SECONDS:
-            print(f"warning: this run is predicted to take about {before / 60:.0f} min on this machine; "
+            print(f"warning: this run is predicted to take about {before / 60:.0f} min on this machine{note}; "
                   f"add --time-budget 540 (hw5.sh: HW5_ARGS=\"--time-budget 540\") to fit it in 9 min",
                   file=sys.stderr)
         return
-    changes = []
-    if before > seconds and ctx.args.precision is None and ctx.precision == "fp32" and native_bf16(ctx.device):
-        bf16 = dict(rates, forward=rate(Autocast(ctx.model, ctx.device), ctx.device, ctx.input_size,
-                                        ctx.settings["batch_size"], False))
-        if total(ctx.settings, bf16) < 0.95 * before:  # only where forward-only passes are a real share
-            changes.append(f"precision: fp32 -> bf16 for forward-only passes (probe: {rates['forward']:.0f} -> "
-                           f"{bf16['forward']:.0f} images/s; gradients stay fp32)")
-            ctx.precision, rates = "bf16", bf16
-    new, scaled_changes = plan(task_names, ctx.settings, rates, *sizes, budget=seconds)
+    changes = []   # bf16 is already the default where the device computes it natively (context.resolve_precision)
+    new, scaled_changes = plan(task_names, ctx.settings, rates, *sizes, budget=seconds, **shape)
     changes += scaled_changes
     ctx.settings.update(new)
     for line in changes:
         print(f"time budget: {line}", file=sys.stderr)
-    ctx.results["budget"] = {"seconds": seconds, "precision": ctx.precision,
+    ctx.plan = {"seconds": seconds, "precision": ctx.precision,
                              "probe": {k: round(v, 4) for k, v in rates.items()},
+                             "skipped": skipped,
                              "predicted_seconds_before": round(before, 1),
                              "predicted_seconds_after": round(total(new, rates), 1), "changes": changes}

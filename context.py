@@ -1,7 +1,9 @@
-"""The run context: resolved settings, the wrapped model, the selected images and a shared cache."""
+"""The run context: resolved options and settings, the wrapped model, the selected images, the maps of this run."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,17 +14,87 @@ from torch import nn
 
 import dataset
 import demo
+import explain
+import seeds
 import settings as settings_mod
 from errors import Skipped, UserError
-from model import Autocast, Preprocess, autocast, build_network, find_module, load_weights, probe_4d_modules, read_checkpoint, \
-    sha256_file
+from model import Autocast, Network, Preprocess, autocast, find_module, load_weights, make_network, native_bf16, \
+    output_classes, probe_4d_modules, read_checkpoint, sha256_file
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, resolved: lists flattened, defaults filled in (RunContext holds this, not argparse)."""
+
+    command: str = "python main.py"
+    tasks: tuple[str, ...] = ()
+    data: str | None = None
+    out: str = "output"
+    arch: str | None = None
+    weights: str | None = None
+    width: float | None = None
+    num_classes: int | None = None
+    checkpoint: str | None = None
+    trust_pickle: bool = False
+    allow_random_weights: bool = False
+    images: tuple[str, ...] | None = None
+    split: str | None = None
+    eval_split: str = "validation"
+    input_size: int | None = None
+    mean: str | None = None
+    std: str | None = None
+    bgr: bool = False
+    resize: str | None = None
+    cv2_preprocess: bool = False
+    class_names: str | None = None
+    target: str | None = None
+    layer: tuple[str, ...] = ()
+    filters: str | None = None
+    classes: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    seed: int = 0
+    precision: str | None = None
+    trust: str = "cheap"
+    full: bool = False
+    time_budget: float | None = None
+    set: tuple[str, ...] = ()
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    noise: float = 0.0
+    limit: int | None = None
+    save: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, command: str = "python main.py") -> "Options":
+        """Resolve parsed arguments: comma lists split, repeatable flags as tuples."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in vars(args).items() if k in known}
+        raw["command"] = command
+        raw["tasks"] = tuple(t.strip() for item in (args.task or []) for t in item.split(",") if t.strip())
+        raw["images"] = _flat(args.images) or None
+        raw["layer"] = _flat(args.layer)
+        raw["set"] = tuple(args.set or ())
+        return cls(**raw)
+
+    def record(self) -> dict[str, Any]:
+        """The options as run.json lists them."""
+        return dataclasses.asdict(self)
+
+
+def _flat(items: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated flag values as one tuple."""
+    return tuple(p.strip() for item in (items or []) for p in item.split(",") if p.strip())
 
 
 @dataclass
 class RunContext:
     """Everything a task needs; built once by main.py."""
 
-    args: argparse.Namespace
+    opts: Options
     model: Preprocess            # the user's network behind [0,1]-RGB preprocessing, eval mode, on device
     device: torch.device
     arch: str
@@ -42,9 +114,14 @@ class RunContext:
     checkpoint_sha256: str | None
     checkpoint_meta: dict
     cv2_mode: bool
-    precision: str = "fp32"      # of the forward-only passes (--precision; --time-budget may switch it to bf16)
+    precision: str = "fp32"      # of the forward-only passes and optimised pictures (gradients stay fp32)
+    resize: dataset.Resize = dataset.STRETCH   # how pictures become the model's input (--resize, the model's meta)
+    weights: str = ""            # where the weights came from (printed once, in run.json)
     cache: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)   # numbers tasks report (into run.json)
+    results: dict[str, Any] = field(default_factory=dict)   # task name -> its TaskResult record
+    maps: dict[str, Any] = field(default_factory=dict)      # method -> Attribution of the selected images
+    timings: list[tuple[str, float, str]] = field(default_factory=list)   # (task, seconds, what) so far
+    plan: dict[str, Any] | None = None                      # what --time-budget changed (run.json 'budget')
 
     @property
     def net(self) -> nn.Module:
@@ -52,9 +129,32 @@ class RunContext:
         return self.model.net
 
     def infer_model(self) -> nn.Module:
-        """The model for forward-only passes (predictions, LIME, occlusion, deletion/insertion): bf16 autocast
-        under --precision bf16; gradient methods always use the fp32 `model`."""
+        """The model for forward-only sampling passes (LIME, SHAP, occlusion, deletion/insertion) and optimised pictures
+        (filters, Deep Dream, class models): bf16 autocast when the run's precision is bf16; attribution gradients,
+        the sanity check and predictions use the fp32 `model`."""
         return self.model if self.precision == "fp32" else Autocast(self.model, self.device)
+
+    def attribution(self, method: str) -> explain.Attribution:
+        """The method's Attribution of the selected images with the run's settings (computed once, in memory)."""
+        if method not in self.maps:
+            m = explain.get_method(method)
+            opts = explain.method_options(method, self.settings)
+            if method == "gradcam":
+                opts["layer"] = self.gradcam_layer()
+            if method == "lime":
+                opts["extra_labels"] = self.preds()
+            self.maps[method] = explain.attribute(
+                self.model, self.images, self.targets(), method, batch_size=self.settings[m.batch_key],
+                seed=self.seed, keys=self.files, precision=self.precision, progress=method, **opts)
+        return self.maps[method]
+
+    def gradcam_layer(self) -> str:
+        """--layer (its first value), else the last 4-D non-pooling module of the user's network."""
+        import saliency
+
+        if self.opts.layer:
+            return self.opts.layer[0]
+        return saliency.default_gradcam_layer(self.net, self.input_size, self.layers_or_skip("Grad-CAM"))
 
     @property
     def files(self) -> list[str]:
@@ -69,7 +169,7 @@ class RunContext:
     def probs(self) -> np.ndarray:
         """Softmax probabilities of the selected images (computed once, shared by every task)."""
         if "probs" not in self.cache:
-            self.cache["probs"] = predict(self.infer_model(), self.images, self.device, self.settings["batch_size"])
+            self.cache["probs"] = explain.predict(self.model, self.images, self.settings["batch_size"])
         return self.cache["probs"]
 
     def preds(self) -> np.ndarray:
@@ -78,7 +178,7 @@ class RunContext:
 
     def targets(self) -> np.ndarray:
         """The class each explanation explains: --target pred|true|<id>; default true label, else predicted."""
-        how = self.args.target or "auto"
+        how = self.opts.target or "auto"
         preds = self.preds()
         if how == "pred":
             return preds.copy()
@@ -91,6 +191,14 @@ class RunContext:
             raise UserError(f"--target {cls} out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
         return np.full(len(self.indices), cls)
 
+    def macs(self) -> int:
+        """Multiply-adds of one image's forward pass (Conv/Linear hooks, one probe pass, cached)."""
+        if "macs" not in self.cache:
+            import budget
+
+            self.cache["macs"] = budget.model_macs(self.net, self.input_size, self.device)
+        return self.cache["macs"]
+
     def layer(self, name: str) -> nn.Module:
         """A module of the user's network by name; unknown names list the valid ones."""
         return find_module(self.net, name)
@@ -101,6 +209,13 @@ class RunContext:
             self.cache["conv_layers"] = probe_4d_modules(self.net, self.input_size, self.device)
         return self.cache["conv_layers"]
 
+    def layers_or_skip(self, what: str) -> list[str]:
+        """conv_layers(); a network without a 4-D layer (and no --layer) skips the task asking, with one line."""
+        layers = self.conv_layers()
+        if not layers and not self.opts.layer:
+            raise Skipped(f"the network has no layer with a 4-D output, which {what} needs")
+        return layers
+
     def split(self, name: str) -> dataset.ImageSet:
         """Another split of the same data (e.g. validation for the confusion matrix)."""
         return dataset.open_split(self.data, name)
@@ -110,15 +225,18 @@ class RunContext:
         key = f"split:{name}"
         if key not in self.cache:
             images = self.split(name)
-            probs = predict_split(self.infer_model(), images, self.input_size, self.device, self.settings["eval_batch_size"],
-                                  self.cv2_mode, self.settings["loader_workers"])
+            bf16 = self.infer_model() if self.precision == "bf16" else None
+            probs, rechecked = predict_split(self.model, images, self.input_size, self.device,
+                                             self.settings["eval_batch_size"], self.cv2_mode,
+                                             self.settings["loader_workers"], self.resize, bf16)
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
-            self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs}
+            self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs,
+                               "rechecked": rechecked}
         return self.cache[key]
 
     def eval_predictions(self) -> dict[str, Any]:
         """split_predictions of --eval-split, which must be a labelled Food-11 split (else the task is skipped)."""
-        split = self.args.eval_split
+        split = self.opts.eval_split
         if not dataset.is_food11(self.data) or not (self.data / split).is_dir():
             raise Skipped(f"{self.data} is not a Food-11 tree with a {split}/ folder")
         pred = self.split_predictions(split)
@@ -127,42 +245,73 @@ class RunContext:
         return pred
 
     def rng(self, *keys: int | str) -> np.random.Generator:
-        """A numpy generator seeded from --seed and keys (e.g. method name, image index): order-independent."""
-        return np.random.default_rng([self.seed, *[_key_int(k) for k in keys]])
+        """A numpy generator seeded from --seed and keys (e.g. method name, image file): order-independent."""
+        return seeds.rng(self.seed, *keys)
 
     def torch_generator(self, *keys: int | str) -> torch.Generator:
         """A CPU torch generator seeded from --seed and keys."""
-        return torch.Generator().manual_seed(int(self.rng(*keys).integers(0, 2 ** 62)))
+        return torch.Generator().manual_seed(seeds.seed_int(self.seed, *keys))
 
+    def record(self, total: float) -> dict[str, Any]:
+        """What run.json holds: options and settings used, versions, seeds, checkpoint, timings, task records."""
+        import platform
 
-def _key_int(k: int | str) -> int:
-    """Stable integer for a seed key (strings hashed deterministically, unlike hash())."""
-    if isinstance(k, (int, np.integer)):
-        return int(k)
-    return int.from_bytes(str(k).encode()[:16].ljust(16, b"\0"), "little") % (2 ** 63)
-
-
-def predict(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
-    """Softmax probabilities for a batch of [0,1] images, in chunks, under inference mode."""
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            out.append(torch.softmax(model(images[i:i + batch_size].to(device)).float(), 1).cpu())
-    return torch.cat(out).numpy()
+        return {
+            "command": self.opts.command,
+            "arguments": self.opts.record(),
+            "arch": self.arch,
+            "input_size": self.input_size,
+            "class_names": self.class_names,
+            "data": str(self.data),
+            "demo": self.demo,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "checkpoint_meta": self.checkpoint_meta,
+            "weights": self.weights,
+            "preprocess": {"bgr": self.model.bgr, "cv2": self.cv2_mode, "mean": self.model.mean.flatten().tolist(),
+                           "std": self.model.std.flatten().tolist(), "resize": self.resize.describe(self.input_size)},
+            "device": str(self.device),
+            "precision": self.precision,
+            "torch_threads": torch.get_num_threads(),
+            "seed": self.seed,
+            "settings": self.settings,
+            "budget": self.plan,
+            "images": [{"file": f, "index": i, "label": int(lb), "pred": int(p), "target": int(t)}
+                       for f, i, lb, p, t in zip(self.files, self.indices, self.labels, self.preds(),
+                                                 self.targets())],
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "numpy": np.__version__},
+            "timings": {name: round(sec, 3) for name, sec, _ in self.timings},
+            "tasks": {name: what for name, _, what in self.timings},
+            "files": {name: [str(Path(f).relative_to(self.out)) if Path(f).is_relative_to(self.out) else str(f)
+                             for f in res.files] for name, res in self.results.items()},
+            "total_seconds": round(total, 3),
+            "results": {name: res.record() for name, res in self.results.items()},
+        }
 
 
 def predict_split(model: nn.Module, images: dataset.ImageSet, size: int, device: torch.device, batch_size: int,
-                  cv2_mode: bool, workers: int) -> np.ndarray:
-    """Softmax probabilities for a whole split, decoding in worker processes, in listing order."""
+                  cv2_mode: bool, workers: int, resize: dataset.Resize = dataset.STRETCH,
+                  bf16_model: nn.Module | None = None) -> tuple[np.ndarray, int]:
+    """Softmax probabilities for a whole split (decoding in worker processes, in listing order), and how many images
+    were re-checked in fp32. With a bf16 model the pass runs in bf16 and every image whose top-2 margin lies within
+    the measured bf16 error bound is re-run in fp32 (exact.recheck), so the predictions are fp32's."""
+    import exact
     from tqdm import tqdm
 
-    out = []
-    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers)
+    out, rechecked = [], 0
+    loader = dataset.split_loader(images, size, batch_size, cv2_mode, workers, resize)
     with torch.inference_mode():
         for x, _ in tqdm(dataset.batches(loader), total=len(loader), desc=f"predict {images.name}",
                          unit="batch", leave=False, disable=None):
-            out.append(torch.softmax(model(x.to(device).float() / 255.0).float(), 1).cpu())
-    return torch.cat(out).numpy()
+            x = x.to(device).float() / 255.0
+            if bf16_model is None:
+                out.append(torch.softmax(model(x).float(), 1).cpu())
+                continue
+            checked = exact.recheck(model, bf16_model, x)
+            out.append(checked.probs)
+            rechecked += int(checked.rechecked.sum())
+    return torch.cat(out).numpy(), rechecked
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -202,70 +351,91 @@ def check_out_dir(out: Path) -> None:
         raise UserError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
 
 
-def build(args: argparse.Namespace) -> RunContext:
-    """Resolve settings (flags over checkpoint metadata over defaults), load model and images."""
-    use_demo = args.data is None
-    data = demo.ensure_demo_data() if use_demo else Path(args.data)
+def resolve_precision(asked: str | None, device: torch.device) -> str:
+    """--precision, else bf16 where the device computes it natively (AVX-512 BF16 / AMX CPUs, bf16 GPUs), else fp32."""
+    if asked is not None:
+        autocast(device, asked)  # an unsupported --precision fails before any work
+        return asked
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def build(opts: Options) -> RunContext:
+    """Resolve settings (flags over checkpoint metadata over the model's declared meta over defaults), load model and
+    images."""
+    use_demo = opts.data is None
+    data = demo.ensure_demo_data() if use_demo else Path(opts.data)
     if not data.exists():
         raise UserError(f"data path does not exist: {data}")
-    ckpt = Path(args.checkpoint) if args.checkpoint else (demo.DEMO_CHECKPOINT if use_demo else None)
+    ckpt = Path(opts.checkpoint) if opts.checkpoint else (demo.DEMO_CHECKPOINT if use_demo else None)
     state, meta, net = None, {}, None
     if ckpt is not None:
-        state, meta = read_checkpoint(ckpt, args.trust_pickle)
+        state, meta = read_checkpoint(ckpt, opts.trust_pickle)
         if isinstance(state, nn.Module):
             net, state = state, None
-    arch = args.arch or meta.get("arch") or "hw3"
+    arch = opts.arch or meta.get("arch") or "hw3"
     arch_opts = dict(meta.get("arch_options", {})) if arch == meta.get("arch") else {}
-    if args.width is not None:
-        arch_opts["width"] = args.width
-    input_size = args.input_size or meta.get("input_size") or 128
-    class_names = dataset.read_class_names(args.class_names) if args.class_names else \
-        list(meta.get("class_names") or dataset.CLASS_NAMES)
-    num_classes = args.num_classes or len(class_names)
-    if len(class_names) != num_classes:
-        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
-    cv2_mode = bool(args.cv2_preprocess)
-    bgr = bool(args.bgr or cv2_mode or meta.get("bgr", False))
-    mean = _floats(args.mean, "--mean") or meta.get("mean")
-    std = _floats(args.std, "--std") or meta.get("std")
-    device = pick_device(args.device)
-    autocast(device, args.precision or "fp32")  # an unsupported --precision fails before any work
-    if net is None:
-        net = build_network(arch, num_classes, float(arch_opts.get("width", 1.0)), input_size)
-        if state is not None:
-            load_weights(net, state, ckpt, arch)
-        elif not args.allow_random_weights:
-            raise UserError("no --checkpoint given for your data: pass --checkpoint FILE (or --allow-random-weights "
-                            "to explain an untrained network)")
+    if opts.width is not None:
+        arch_opts["width"] = opts.width
+    names_file = dataset.read_class_names(opts.class_names) if opts.class_names else None
+    num_classes = opts.num_classes or len(names_file or meta.get("class_names") or []) or None
+    # --- weights: a model file / torchvision --weights carries its own; a checkpoint loads on top; else random
+    if net is not None:
+        built = Network(net, {}, f"the pickled module in {ckpt}")
+    else:
+        with torch.random.fork_rng(devices=[]):   # random initial weights are seeded too (--seed)
+            torch.manual_seed(opts.seed)
+            built = make_network(arch, num_classes, float(arch_opts.get("width", 1.0)),
+                                 opts.input_size or meta.get("input_size") or 128, opts.weights)
+    net = built.net
+    if state is not None:
+        load_weights(net, state, ckpt, arch)
+    if state is None and built.weights is None and not opts.allow_random_weights:
+        tv = "" if arch in ("hw3", "hw5ta") else f", --weights DEFAULT for torchvision's trained {arch}"
+        raise UserError(f"no --checkpoint given for your data: pass --checkpoint FILE{tv} (or --allow-random-weights "
+                        f"to explain an untrained network)")
+    weights = (f"{built.weights}, then checkpoint {ckpt} on top" if built.weights and state is not None else
+               built.weights or (f"checkpoint {ckpt}" if state is not None else
+                                 "none: randomly initialised (--allow-random-weights)"))
+    print(f"weights: {weights}", file=sys.stderr)
+    ckpt_meta, meta = meta, {**built.meta, **meta}   # the checkpoint's metadata over the model's; flags over both
+    input_size = opts.input_size or meta.get("input_size") or 128
+    cv2_mode = bool(opts.cv2_preprocess)
+    bgr = bool(opts.bgr or cv2_mode or meta.get("bgr", False))
+    mean = _floats(opts.mean, "--mean") or meta.get("mean")
+    std = _floats(opts.std, "--std") or meta.get("std")
+    resize = dataset.Resize(opts.resize or meta.get("resize") or "stretch", meta.get("resize_size"),
+                            meta.get("interpolation", "bilinear"))
+    device = pick_device(opts.device)
+    precision = resolve_precision(opts.precision, device)
     # channels_last measured faster here for every explainer's passes (HW3, 1 thread: forward 30 vs 44 ms/image at
     # batch 8, forward+backward 91 vs 101 ms at batch 4); inputs stay NCHW, the convolutions pick the format.
     model = Preprocess(net, mean, std, bgr).to(device).eval().to(memory_format=torch.channels_last)
-    out = Path(args.out)
+    num_classes = output_classes(model, input_size, device)
+    class_names = names_file or meta.get("class_names")
+    if class_names is None:
+        class_names = list(dataset.CLASS_NAMES) if num_classes == 11 else [f"class {i}" for i in range(num_classes)]
+    elif len(class_names) != num_classes:
+        if not opts.num_classes:
+            raise UserError(f"{len(class_names)} class names ({'--class-names' if names_file else 'the model meta'}) "
+                            f"but the model returns {num_classes} logits")
+        class_names = class_names[:num_classes] + [f"class {i}" for i in range(len(class_names), num_classes)]
+    out = Path(opts.out)
     check_out_dir(out)
-    run_settings = settings_mod.resolve(device.type, args.full, args.set)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if dataset.is_food11(data) or not data.exists():
-        split_name = args.split or "training"
-    else:
-        split_name = "images"
+    run_settings = settings_mod.resolve(device.type, opts.full, list(opts.set), trust_full=opts.trust == "full")
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    food11 = dataset.is_food11(data)
+    split_name = (opts.split or "training") if food11 else "images"
     imageset = dataset.open_split(data, split_name)
-    indices = dataset.select(imageset, _image_spec(args.images))
-    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode)
+    indices = dataset.select(imageset, list(opts.images) if opts.images else None, plain=not food11)
+    images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode, resize)
     labels = np.array([-1 if imageset.labels[i] is None else imageset.labels[i] for i in indices])
     if (labels >= num_classes).any():
         raise UserError(f"image labels go up to {labels.max()} but the model has {num_classes} classes")
-    return RunContext(args=args, model=model, device=device, arch=arch, input_size=input_size,
+    return RunContext(opts=opts, model=model, device=device, arch=arch, input_size=input_size,
                       class_names=class_names, data=data, demo=use_demo, imageset=imageset, indices=indices,
-                      images=images, labels=labels, masks=masks, out=out, seed=args.seed, settings=run_settings,
+                      images=images, labels=labels, masks=masks, out=out, seed=opts.seed, settings=run_settings,
                       checkpoint=ckpt, checkpoint_sha256=sha256_file(ckpt) if ckpt else None,
-                      checkpoint_meta={k: v for k, v in meta.items()}, cv2_mode=cv2_mode,
-                      precision=args.precision or "fp32")
-
-
-def _image_spec(items: list[str] | None) -> list[str] | None:
-    """Flatten repeated/comma-separated --images values."""
-    if not items:
-        return None
-    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+                      checkpoint_meta=dict(ckpt_meta), cv2_mode=cv2_mode, precision=precision, resize=resize,
+                      weights=weights)
 

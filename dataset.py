@@ -16,6 +16,7 @@ CLASS_NAMES = ["Bread", "Dairy product", "Dessert", "Egg", "Fried food", "Meat",
 SPLITS = ("training", "validation", "testing")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 _LABELLED = re.compile(r"^(\d+)_\d+\.[A-Za-z]+$")
+PLAIN_DEFAULT = 8   # a plain folder: every image is explained by default, up to this many (--images all: every one)
 
 
 def parse_label(name: str) -> int | None:
@@ -104,9 +105,15 @@ def open_split(data: str | Path, split: str) -> ImageSet:
                     [parse_label(n) for n in names], mask_dir)
 
 
-def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int, ...] = (83, 4218, 4707, 8598)
-           ) -> list[int]:
-    """Indices chosen by `--images` (indices and/or file names) or by DESIGN.md's default rule."""
+def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int, ...] = (83, 4218, 4707, 8598),
+           plain: bool = False) -> list[int]:
+    """Indices chosen by `--images` (indices, file names or `all`) or by the default rule.
+
+    Default: for a plain folder (plain=True) its first PLAIN_DEFAULT images; for a Food-11 split the course's
+    four when they all exist, else the first image of each of the first four classes, else the first four files.
+    """
+    if spec and "all" in spec:
+        return list(range(len(images)))
     if spec:
         out = []
         for item in spec:
@@ -121,6 +128,8 @@ def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int,
             else:
                 raise UserError(f"no image named {item!r} in {images.name}")
         return out
+    if plain:
+        return list(range(min(PLAIN_DEFAULT, len(images))))
     if all(i < len(images) for i in default_indices):
         return list(default_indices)
     if images.labelled:
@@ -131,11 +140,59 @@ def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int,
     return list(range(min(4, len(images))))
 
 
-def load_image(path: Path, size: int, cv2_mode: bool = False) -> np.ndarray:
+@dataclass(frozen=True)
+class Resize:
+    """How a picture becomes the model's square input.
+
+    stretch: straight to size x size (the course's way). crop: the shorter side to `short_side` (default
+    size * 256 / 224, torchvision's ImageNet ratio) keeping the aspect, then the centre size x size, exactly as
+    torchvision's Resize + CenterCrop do on PIL images. interpolation: the model's declared resampling.
+    """
+
+    mode: str = "stretch"
+    short_side: int | None = None
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("stretch", "crop"):
+            raise UserError(f"resize mode {self.mode!r}: use stretch or crop")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise UserError(f"interpolation {self.interpolation!r}: use bilinear or bicubic")
+
+    def boxes(self, width: int, height: int, size: int) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+        """(resized width, height) and the crop box (left, top, right, bottom) in the resized picture, or None."""
+        if self.mode == "stretch":
+            return (size, size), None
+        short = max(size, self.short_side or int(round(size * 256 / 224)))
+        if width <= height:
+            new = (short, int(short * height / width))
+        else:
+            new = (int(short * width / height), short)
+        left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+        return new, (left, top, left + size, top + size)
+
+    def describe(self, size: int) -> str:
+        """One phrase for run.json and the report."""
+        if self.mode == "stretch":
+            return f"stretched to {size} x {size} ({self.interpolation})"
+        short = max(size, self.short_side or int(round(size * 256 / 224)))
+        return f"shorter side to {short}, centre {size} x {size} crop ({self.interpolation})"
+
+
+STRETCH = Resize()
+
+
+def _pil_filter(resize: Resize) -> int:
+    """PIL's resampling filter for a Resize."""
+    return Image.BICUBIC if resize.interpolation == "bicubic" else Image.BILINEAR
+
+
+def load_image(path: Path, size: int, cv2_mode: bool = False, resize: Resize = STRETCH) -> np.ndarray:
     """Decode an image to float32 RGB in [0,1] at size x size; a bad file raises a one-line UserError.
 
-    PIL mode: EXIF rotation applied, any mode (L, RGBA, P, CMYK, I;16) to RGB, bilinear resize like the HW5
-    course code. cv2 mode reproduces the HW3 baseline: cv2.imread then cv2.resize (returned here as RGB).
+    PIL mode: EXIF rotation applied, any mode (L, RGBA, P, CMYK, I;16) to RGB, then `resize` (default: bilinear
+    stretch like the HW5 course code). cv2 mode reproduces the HW3 baseline: cv2.imread then cv2.resize (returned
+    here as RGB).
     """
     if cv2_mode:
         import cv2
@@ -143,8 +200,11 @@ def load_image(path: Path, size: int, cv2_mode: bool = False) -> np.ndarray:
         arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if arr is None:
             raise UserError(f"cannot read image {path}: not a readable image file")
-        arr = cv2.resize(arr, (size, size))[:, :, ::-1]
-        return np.ascontiguousarray(arr, dtype=np.float32) / 255.0
+        new, box = resize.boxes(arr.shape[1], arr.shape[0], size)
+        arr = cv2.resize(arr, new)
+        if box is not None:
+            arr = arr[box[1]:box[3], box[0]:box[2]]
+        return np.ascontiguousarray(arr[:, :, ::-1], dtype=np.float32) / 255.0
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
@@ -154,7 +214,11 @@ def load_image(path: Path, size: int, cv2_mode: bool = False) -> np.ndarray:
                 im = Image.alpha_composite(bg, im)
             elif im.mode.startswith("I;16") or im.mode == "I":
                 im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8))
-            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            im = im.convert("RGB")
+            new, box = resize.boxes(im.width, im.height, size)
+            im = im.resize(new, _pil_filter(resize))
+            if box is not None:
+                im = im.crop(box)
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -162,44 +226,53 @@ def load_image(path: Path, size: int, cv2_mode: bool = False) -> np.ndarray:
     return arr
 
 
-def load_mask(path: Path, size: int) -> np.ndarray:
-    """A ground-truth mask (object = 255) resized to size x size with nearest neighbour, as bool."""
+def load_mask(path: Path, size: int, resize: Resize = STRETCH) -> np.ndarray:
+    """A ground-truth mask (object = 255) brought to size x size like its image (nearest neighbour), as bool."""
     try:
         with Image.open(path) as im:
-            im = im.convert("L").resize((size, size), Image.NEAREST)
+            im = im.convert("L")
+            new, box = resize.boxes(im.width, im.height, size)
+            im = im.resize(new, Image.NEAREST)
+            if box is not None:
+                im = im.crop(box)
             return np.asarray(im) > 127
     except OSError as exc:
         raise UserError(f"cannot read mask {path}: {exc}") from None
 
 
-def load_batch(images: ImageSet, indices: list[int], size: int, cv2_mode: bool = False
+def load_batch(images: ImageSet, indices: list[int], size: int, cv2_mode: bool = False, resize: Resize = STRETCH
                ) -> tuple[torch.Tensor, np.ndarray | None]:
     """Images (N x 3 x size x size float in [0,1]) and masks (N x size x size bool, or None) for indices."""
-    arrs = [load_image(images.paths[i], size, cv2_mode) for i in indices]
+    arrs = [load_image(images.paths[i], size, cv2_mode, resize) for i in indices]
     x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
     mpaths = [images.mask_path(i) for i in indices]
-    masks = np.stack([load_mask(p, size) for p in mpaths]) if all(p is not None for p in mpaths) else None
+    masks = np.stack([load_mask(p, size, resize) for p in mpaths]) if all(p is not None for p in mpaths) else None
     return x, masks
 
 
 class _SplitData(torch.utils.data.Dataset):
     """Decodes images in worker processes; yields (uint8 CHW tensor, index)."""
 
-    def __init__(self, images: ImageSet, size: int, cv2_mode: bool):
-        self.images, self.size, self.cv2_mode = images, size, cv2_mode
+    def __init__(self, images: ImageSet, size: int, cv2_mode: bool, resize: Resize = STRETCH):
+        self.images, self.size, self.cv2_mode, self.resize = images, size, cv2_mode, resize
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        arr = load_image(self.images.paths[i], self.size, self.cv2_mode)
-        return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1), i
+        return decode_uint8(self.images.paths[i], self.size, self.cv2_mode, self.resize), i
 
 
-def split_loader(images: ImageSet, size: int, batch_size: int, cv2_mode: bool = False, workers: int = 2
-                 ) -> torch.utils.data.DataLoader:
+def decode_uint8(path: Path, size: int, cv2_mode: bool = False, resize: "Resize | None" = None) -> torch.Tensor:
+    """One image as the split loaders deliver it: a 3 x size x size uint8 tensor (load_image, rounded)."""
+    arr = load_image(path, size, cv2_mode, STRETCH if resize is None else resize)
+    return torch.from_numpy((arr * 255.0 + 0.5).astype(np.uint8)).permute(2, 0, 1)
+
+
+def split_loader(images: ImageSet, size: int, batch_size: int, cv2_mode: bool = False, workers: int = 2,
+                 resize: Resize = STRETCH) -> torch.utils.data.DataLoader:
     """A loader over a whole split in listing order (uint8 batches: divide by 255), decoding in workers."""
-    return torch.utils.data.DataLoader(_SplitData(images, size, cv2_mode), batch_size=batch_size, shuffle=False,
+    return torch.utils.data.DataLoader(_SplitData(images, size, cv2_mode, resize), batch_size=batch_size, shuffle=False,
                                        num_workers=workers, persistent_workers=False)
 
 

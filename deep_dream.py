@@ -8,10 +8,13 @@ of the layer's activation), `mean`, `filter:N` (mean of channel N) or `logit:C` 
 is then ignored). Every step rolls the image by a seeded random shift of up to 8 pixels; pixels stay in
 [0,1]. Layers: --layer (repeatable), default a shallow one (about 1/3 down ctx.conv_layers()) and the last.
 
-Class models (Simonyan et al. 2014, section 2): for every class, an image maximising the class logit
-S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.001) from seeded noise, all classes in one batch, Adam with
-classviz_lr=0.05 for classviz_steps=40 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian blur every
-4th step (Yosinski et al. 2015), clamped to [0,1].
+Class models (Simonyan et al. 2014, section 2): for each shown class, an image maximising the class logit
+S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.001) from seeded noise, Adam with classviz_lr=0.05 for
+classviz_steps=24 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian
+blur every 4th step (Yosinski et al. 2015), clamped to [0,1]. The classes: every class when there are at most
+CLASSVIZ_MAX (12), else the selected images' target and predicted classes (up to 12), or --classes. They are
+optimised in chunks of grad_batch_size images, so memory does not grow with the number of classes; gradients are
+taken for the images only (the model's parameters keep .grad None).
 """
 from __future__ import annotations
 
@@ -23,10 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import draw
 import saliency
 from errors import UserError
 from hooks import Tap
+from records import ClassModelsResult, DeepDreamResult
+from model import device_of
+
+CLASSVIZ_MAX = 12   # class models drawn by default; more classes pick the selected images' ones
 
 Objective = Callable[[torch.Tensor], torch.Tensor]   # images N x 3 x H x W -> per-image values N
 
@@ -119,9 +125,20 @@ def evaluate(objective: Objective, images: torch.Tensor, batch_size: int = 8) ->
 
 def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
                  steps: int = 40, lr: float = 0.05, l2: float = 1e-3, jitter: int = 4, blur_every: int = 4,
-                 blur_sigma: float = 0.5) -> tuple[torch.Tensor, np.ndarray]:
-    """Simonyan et al. class models, one image per class in one batch; returns (images, softmax probs C x K)."""
-    device = next(model.parameters()).device
+                 blur_sigma: float = 0.5, chunk: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Simonyan et al. class models, one image per class, optimised `chunk` at a time (default: all at once);
+    returns (images K x 3 x size x size, softmax probs K x C). Each image depends only on its own generator."""
+    chunk = max(1, chunk or len(classes))
+    parts = [_class_models_chunk(model, classes[i:i + chunk], size, generators[i:i + chunk], steps, lr, l2, jitter,
+                                 blur_every, blur_sigma) for i in range(0, len(classes), chunk)]
+    return torch.cat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _class_models_chunk(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
+                        steps: int, lr: float, l2: float, jitter: int, blur_every: int, blur_sigma: float
+                        ) -> tuple[torch.Tensor, np.ndarray]:
+    """Class models of one chunk of classes."""
+    device = device_of(model)
     init = torch.stack([0.5 + 0.1 * torch.randn(3, size, size, generator=g) for g in generators])
     x = init.clamp(0, 1).to(device).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
@@ -132,7 +149,7 @@ def class_models(model: nn.Module, classes: list[int], size: int, generators: li
         logits = model(_roll(x, shifts))
         loss = -logits[rows, cls].sum() + l2 * ((x - 0.5) ** 2).sum()
         opt.zero_grad()
-        loss.backward()
+        loss.backward(inputs=[x])   # the image's gradient only: the shared model's parameters keep .grad None
         opt.step()
         with torch.no_grad():
             if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
@@ -144,6 +161,34 @@ def class_models(model: nn.Module, classes: list[int], size: int, generators: li
     return x.cpu(), probs
 
 
+def parse_classes(spec: str, num_classes: int) -> list[int]:
+    """'0-3,7' -> class ids (in the order given, without repeats); out-of-range ids raise a UserError."""
+    ids: list[int] = []
+    try:
+        for part in spec.replace(" ", "").split(","):
+            if part:
+                lo, sep, hi = part.partition("-")
+                ids += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise UserError(f"--classes {spec!r}: use ids and ranges like 0-3,7") from None
+    bad = [i for i in ids if not 0 <= i < num_classes]
+    if not ids or bad:
+        raise UserError(f"--classes {spec!r}: the model has {num_classes} classes (0..{num_classes - 1})")
+    return list(dict.fromkeys(ids))
+
+
+def pick_classes(num_classes: int, spec: str | None, targets: np.ndarray, preds: np.ndarray,
+                 limit: int = CLASSVIZ_MAX) -> list[int]:
+    """The classes to draw: --classes, else all when there are at most `limit`, else each selected image's target
+    and predicted class in image order (up to `limit`)."""
+    if spec:
+        return parse_classes(spec, num_classes)
+    if num_classes <= limit:
+        return list(range(num_classes))
+    seen = [int(c) for pair in zip(targets, preds) for c in pair]
+    return list(dict.fromkeys(seen))[:limit]
+
+
 def default_layers(conv_layers: list[str]) -> list[str]:
     """A shallow layer (about a third of the way down) and the last 4-D layer."""
     if not conv_layers:
@@ -151,8 +196,10 @@ def default_layers(conv_layers: list[str]) -> list[str]:
     return list(dict.fromkeys([conv_layers[len(conv_layers) // 3], conv_layers[-1]]))
 
 
-def task_deepdream(ctx) -> list[Path]:
+def task_deepdream(ctx) -> DeepDreamResult:
     """Dream the selected images on a shallow and a deep layer; figure with the objective's increase."""
+    import draw
+
     s = ctx.settings
     spec = s.get("dream_objective", "l2")
     kind, index = parse_objective(spec)
@@ -160,10 +207,10 @@ def task_deepdream(ctx) -> list[Path]:
         if not 0 <= index < ctx.num_classes:
             raise UserError(f"dream_objective {spec}: the model has {ctx.num_classes} classes (0..{ctx.num_classes - 1})")
         layers = [f"logit of {ctx.class_names[index]}"]
-        objectives = [logit_objective(ctx.model, index, ctx.input_size)]
+        objectives = [logit_objective(ctx.infer_model(), index, ctx.input_size)]
     else:
-        layers = ctx.args.layer or default_layers(ctx.conv_layers())
-        objectives = [layer_objective(ctx.model, ctx.layer(name), kind, index) for name in layers]
+        layers = list(ctx.opts.layer) or default_layers(ctx.layers_or_skip("Deep Dream"))
+        objectives = [layer_objective(ctx.infer_model(), ctx.layer(name), kind, index) for name in layers]
     images = ctx.images.to(ctx.device)
     what = {"l2": "L2 norm", "mean": "mean", "filter": f"filter {index} mean", "logit": "logit"}[kind]
     dreamed, results = [], {}
@@ -175,7 +222,6 @@ def task_deepdream(ctx) -> list[Path]:
         dreamed.append(out.cpu())
         results[name] = {"before": before.tolist(), "after": after.tolist(),
                          "increase": (after / np.where(before == 0, np.nan, before)).tolist()}
-    ctx.results["deepdream"] = {"objective": spec, "files": ctx.files, "layers": results}
     probs, preds = ctx.probs(), ctx.preds()
     title = (f"Deep Dream: gradient ascent on the {what} of a layer's activation\n"
              f"{s['dream_octaves']} octaves x {s['dream_steps']} steps, scale {s['dream_octave_scale']}, "
@@ -190,29 +236,36 @@ def task_deepdream(ctx) -> list[Path]:
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
             draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
     draw.layout(fig)
-    return [draw.save(fig, ctx.out / "deepdream.png")]
+    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], precision=ctx.precision, objective=spec,
+                           images=list(ctx.files),
+                           layers=results)
 
 
-def task_classviz(ctx) -> list[Path]:
-    """One class-model image per class (all in one batch); gallery with the reached probability."""
+def task_classviz(ctx) -> ClassModelsResult:
+    """One class-model image per class (pick_classes), in chunks; gallery with the reached probability."""
+    import draw
+
     s = ctx.settings
-    classes = list(range(ctx.num_classes))
+    classes = pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds())
     gens = [ctx.torch_generator("classviz", c) for c in classes]
-    images, probs = class_models(ctx.model, classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
-                                 s["classviz_l2"])
-    reached = probs[classes, classes]
-    ctx.results["classviz"] = {name: float(p) for name, p in zip(ctx.class_names, reached)}
+    images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
+                                 s["classviz_l2"], chunk=int(s["grad_batch_size"]))
+    reached = probs[np.arange(len(classes)), classes]
     ncols = min(6, len(classes))
     nrows = -(-len(classes) // ncols)
+    which = ("" if len(classes) == ctx.num_classes else
+             f"\n{len(classes)} of {ctx.num_classes} classes ("
+             + ("--classes" if ctx.opts.classes else "the selected images' target and predicted classes") + ")")
     title = (f"Class models (Simonyan et al. 2014): images maximising each class logit from noise\n"
              f"{s['classviz_steps']} Adam steps, L2 {s['classviz_l2']:g}, jitter + blur; "
-             f"title = the model's probability of that class")
-    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title)
+             f"title = the model's probability of that class{which}")
+    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title, extra_width=2.3 * max(0, 4 - ncols))
     for ax in axes.flat[len(classes):]:
         ax.axis("off")
-    for c, ax in zip(classes, axes.flat):
-        top = int(probs[c].argmax())
-        note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[c, top]:.2f})"
-        draw.show_image(ax, images[c], f"{ctx.class_names[c]}\np = {reached[c]:.3f}{note}")
+    for k, (c, ax) in enumerate(zip(classes, axes.flat)):
+        top = int(probs[k].argmax())
+        note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[k, top]:.2f})"
+        draw.show_image(ax, images[k], f"{ctx.class_names[c]}\np = {reached[k]:.3f}{note}")
     draw.layout(fig)
-    return [draw.save(fig, ctx.out / "class_models.png")]
+    return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")], precision=ctx.precision,
+                             reached={ctx.class_names[c]: float(p) for c, p in zip(classes, reached)})

@@ -1,8 +1,15 @@
-"""The one exception type for bad user input (exit code 2, one line, no traceback)."""
+"""Exception types: bad input to compute code, bad input at the command line, and tasks that do not apply."""
 
 
-class UserError(Exception):
-    """Bad input from the user: main.py prints the message on one line and exits with 2."""
+class ExplainInputError(ValueError):
+    """Bad input to a compute function (wrong target length, unknown option, a layer that did not run, ...).
+
+    The CLI turns it into one line and exit 2; any other exception is an internal error (exit 1).
+    """
+
+
+class UserError(ExplainInputError):
+    """Bad input from the command line (a flag, a file, a folder): main.py prints it on one line and exits 2."""
 
 
 class Skipped(Exception):

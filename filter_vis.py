@@ -13,16 +13,17 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import draw
+import dataset
 from errors import UserError
 from hooks import Tap, forward_hook
+from records import FiltersResult
 
 # Course default for the TA's HW5 model (cnn.15 = the ReLU after the 2nd conv of the 2nd stack).
 HW5TA_DEFAULT_LAYER = "cnn.15"
@@ -42,6 +43,10 @@ ROBUST_DECAY = 1.0      # spectrum scale 1/f**decay (Lucid: 1)
 # Robust mode only (plain stays the exact course recipe): a filter that is zero everywhere on the start image has
 # no gradient through its ReLU, so for the first LEAK_STEPS steps a tapped nn.ReLU passes LEAK_SLOPE x the gradient
 # of its input too (forward values unchanged), in the spirit of Lucid's redirected ReLU gradient.
+# Dataset examples: per visualised filter the EXAMPLE_K evaluation images with the highest mean activation, from at
+# most EXAMPLE_LIMIT images of the split (evenly spaced in listing order beyond that: a deterministic subset).
+EXAMPLE_K = 4
+EXAMPLE_LIMIT = 512
 LEAK_STEPS = 16
 LEAK_SLOPE = 0.1
 
@@ -126,6 +131,57 @@ def activation_maps(model: nn.Module, module: nn.Module, images: torch.Tensor, f
     return torch.cat(out).numpy()
 
 
+def example_subset(n: int, limit: int = EXAMPLE_LIMIT) -> list[int]:
+    """Indices of the images scanned for dataset examples: all of a split up to `limit`, else `limit` evenly spaced
+    ones in listing order (deterministic)."""
+    if n <= limit:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+
+
+def top_examples(model: nn.Module, module: nn.Module, images: torch.Tensor, filters: Sequence[int], k: int,
+                 device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset examples (Olah et al. 2017): per filter the k images with the highest mean activation (F x k indices,
+    ties to the earlier image) and those activations (F x k), from one batched pass through the truncated model."""
+    means = []
+    with torch.no_grad(), Tap(module, stop=True) as tap:
+        for i in range(0, len(images), batch_size):
+            act = tap.run(model, images[i:i + batch_size].to(device))
+            means.append(act[:, list(filters)].float().mean(dim=(2, 3)).cpu())
+    m = torch.cat(means).numpy().T                       # F x N
+    order = np.argsort(-m, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(m, order, axis=1)
+
+
+def draw_examples_figure(filter_images: np.ndarray, examples: torch.Tensor, maps: np.ndarray, titles: list[list[str]],
+                         filters: Sequence[int], layer_label: str, title: str, path: Path) -> Path:
+    """Per filter: its optimised image, then its top-activating dataset images with the activation map over each;
+    two filters per row."""
+    import draw
+
+    nf, k = maps.shape[:2]
+    per = 2 if nf > 1 else 1
+    rows = math.ceil(nf / per)
+    fig, axes = draw.figure(rows, per * (k + 1), cell=(1.05, 1.25), title=title)
+    size = examples.shape[-1]
+    for r in range(rows * per):
+        row, col = divmod(r, per)
+        block = axes[row, col * (k + 1):(col + 1) * (k + 1)]
+        if r >= nf:
+            for ax in block:
+                ax.axis("off")
+            continue
+        draw.show_image(block[0], filter_images[r], f"{layer_label} #{filters[r]}\noptimised")
+        for j in range(k):
+            up = F.interpolate(torch.from_numpy(maps[r, j])[None, None].float(), size=(size, size),
+                               mode="bilinear", align_corners=False)[0, 0].numpy()
+            draw.show_overlay(block[j + 1], examples[r * k + j], up, title=titles[r][j])
+    for ax in axes.flat:
+        ax.title.set_fontsize(6)
+    draw.layout(fig, top=0.7)
+    return draw.save(fig, path)
+
+
 def _fourier_scale(size: int) -> torch.Tensor:
     """1/f amplitude scale of the rfft2 coefficients of a size x size image (flat spectrum after scaling)."""
     fy = torch.fft.fftfreq(size)[:, None]
@@ -168,9 +224,12 @@ def leaky_relu_grad(module: nn.Module, slope: float) -> Iterator[None]:
 
 
 def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], generators: Sequence[torch.Generator],
-                   mode: str, steps: int, lr: float, size: int, device: torch.device
+                   mode: str, steps: int, lr: float, size: int, device: torch.device, progress: Any = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise one image per filter together (one forward/backward per step); returns images and activations."""
+    """Optimise one image per filter together (one forward/backward per step); returns images and activations.
+
+    `progress`: a tqdm-like bar, advanced by the chunk's size at every step.
+    """
     if mode == "plain":
         param = torch.stack([torch.rand(3, size, size, generator=g) for g in generators])
     elif mode == "robust":
@@ -195,6 +254,8 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
         if mode == "plain":
             with torch.no_grad():
                 param.clamp_(0.0, 1.0)
+        if progress is not None:
+            progress.update(len(filters))
     with torch.no_grad():
         final = param.detach() if mode == "plain" else fourier_image(param.detach(), scale)
         return final.cpu(), filter_means(model, module, final, filters).float().cpu()
@@ -202,14 +263,17 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
 
 def visualize_filters(model: nn.Module, module: nn.Module, filters: Sequence[int],
                       generators: Sequence[torch.Generator], mode: str = "plain", steps: int = 100, lr: float = 0.1,
-                      chunk: int = 1, size: int = 128, device: torch.device | str = "cpu"
+                      chunk: int = 1, size: int = 128, device: torch.device | str = "cpu", progress: Any = None
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached."""
+    """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached.
+
+    `progress`: a tqdm-like bar, advanced once per filter and step.
+    """
     device = torch.device(device)
     images, acts = [], []
     for i in range(0, len(filters), max(1, chunk)):
         j = i + max(1, chunk)
-        x, a = optimize_chunk(model, module, filters[i:j], generators[i:j], mode, steps, lr, size, device)
+        x, a = optimize_chunk(model, module, filters[i:j], generators[i:j], mode, steps, lr, size, device, progress)
         images.append(x)
         acts.append(a)
     return torch.cat(images).numpy(), torch.cat(acts).numpy()
@@ -226,6 +290,8 @@ def noise_activations(model: nn.Module, module: nn.Module, filters: Sequence[int
 def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int], layer_label: str, title: str,
                      path: Path) -> Path:
     """A grid of optimised images, each titled with layer, filter id and the activation reached."""
+    import draw
+
     n = len(filters)
     cols = min(n, max(4, math.ceil(math.sqrt(n))))   # at least 4 wide, so the suptitle fits
     rows = math.ceil(n / cols)
@@ -242,6 +308,8 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
 def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Sequence[str], filter_images: np.ndarray,
                            filters: Sequence[int], layer_label: str, title: str, path: Path) -> Path:
     """Images on top, each filter's activation maps below (one shared colour range per filter, colour bar)."""
+    import draw
+
     n, nf = len(images), len(filters)
     fig, axes = draw.figure(nf + 1, n + 1, cell=(2.1, 1.95), title=title, extra_width=0.9)
     axes[0, 0].axis("off")
@@ -264,33 +332,64 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
     return draw.save(fig, path)
 
 
-def task_filters(ctx) -> list[Path]:
-    """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
+def _both_modes(ctx, layer: str, module: nn.Module, filters: list[int], bar: Any
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plain and robust images and activations of one layer's filters with the run's settings."""
     s = ctx.settings
-    names = ctx.args.layer or [default_layer(ctx.arch, ctx.net, ctx.conv_layers())]
+    chunk, size = int(s["filter_chunk"]), ctx.input_size
+
+    def gens() -> list[torch.Generator]:
+        return [ctx.torch_generator("filters", layer, f) for f in filters]
+    plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "plain", s["filter_steps"],
+                                         s["filter_lr"], chunk, size, ctx.device, bar)
+    robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "robust", s["robust_steps"],
+                                           s["robust_lr"], chunk, size, ctx.device, bar)
+    return plain, plain_act, robust, robust_act
+
+
+def example_source(ctx) -> tuple["dataset.ImageSet", list[int]]:
+    """Where dataset examples come from: the evaluation split of a Food-11 tree, else the selected images' listing;
+    a deterministic subset of at most EXAMPLE_LIMIT images."""
+    try:
+        images = ctx.split(ctx.opts.eval_split) if dataset.is_food11(ctx.data) else ctx.imageset
+    except UserError:
+        images = ctx.imageset
+    return images, example_subset(len(images))
+
+
+def task_filters(ctx) -> FiltersResult:
+    """Visualise filters of the chosen layer(s) in both modes and draw their activation maps on the images."""
+    from tqdm import tqdm
+
+    import draw
+
+    s = ctx.settings
+    names = list(ctx.opts.layer) or [default_layer(ctx.arch, ctx.net, ctx.layers_or_skip("filter visualization"))]
     layers = list(dict.fromkeys(resolve_layer(ctx.net, n) for n in names))
     chunk, size = int(s["filter_chunk"]), ctx.input_size
     captions = [draw.caption(f, ctx.class_names, None, int(p), float(pr[p]), int(t))
                 for f, p, pr, t in zip(ctx.files, ctx.preds(), ctx.probs(), ctx.labels)]
     aliases = {v: k for k, v in block_aliases(ctx.net).items()}
     files: list[Path] = []
-    record = {"chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
+    ex_set, ex_idx = example_source(ctx)
+    ex_images, _ = dataset.load_batch(ex_set, ex_idx, size, ctx.cv2_mode, ctx.resize)
+    record = {"examples_split": ex_set.name, "examples_images": len(ex_idx), "chunk": chunk, "plain": {"steps": s["filter_steps"], "lr": s["filter_lr"]},
               "robust": {"steps": s["robust_steps"], "lr": s["robust_lr"], "pad": ROBUST_PAD, "jitter": ROBUST_JITTER,
                          "scale": ROBUST_SCALE, "rotate_deg": ROBUST_ANGLE}, "layers": {}}
-    for k, layer in enumerate(layers):
+    chosen = []
+    for layer in layers:
         module = ctx.layer(layer)
         with torch.no_grad(), Tap(module, stop=True) as tap:
             channels = tap.run(ctx.model, ctx.images[:1].to(ctx.device)).shape[1]
-        filters = parse_filters(ctx.args.filters, channels, int(s["filter_count"]))
+        chosen.append((layer, module, parse_filters(ctx.opts.filters, channels, int(s["filter_count"]))))
+    total = sum(len(f) for _, _, f in chosen) * (int(s["filter_steps"]) + int(s["robust_steps"]))
+    with tqdm(total=total, desc="filters", unit="step", leave=False, disable=None) as bar:   # silent off a terminal
+        results = [(layer, module, filters, *_both_modes(ctx, layer, module, filters, bar))
+                   for layer, module, filters in chosen]
+    for k, (layer, module, filters, plain, plain_act, robust, robust_act) in enumerate(results):
         label = layer + (f" ({aliases[layer]})" if layer in aliases else "")
-
-        def gens() -> list[torch.Generator]:
-            return [ctx.torch_generator("filters", layer, f) for f in filters]
-        plain, plain_act = visualize_filters(ctx.model, module, filters, gens(), "plain", s["filter_steps"],
-                                             s["filter_lr"], chunk, size, ctx.device)
-        robust, robust_act = visualize_filters(ctx.model, module, filters, gens(), "robust", s["robust_steps"],
-                                               s["robust_lr"], chunk, size, ctx.device)
-        noise_act = noise_activations(ctx.model, module, filters, gens(), size, ctx.device)
+        gens = [ctx.torch_generator("filters", layer, f) for f in filters]
+        noise_act = noise_activations(ctx.model, module, filters, gens, size, ctx.device)
         maps = activation_maps(ctx.model, module, ctx.images, filters, ctx.device, s["batch_size"])
         suffix = "" if k == 0 else f"_{layer}"
         files.append(draw_filter_grid(
@@ -308,9 +407,23 @@ def task_filters(ctx) -> list[Path]:
             f"Activations of {label} filters on the selected images\n(each map titled with its mean; "
             f"one colour range per filter)",
             ctx.out / f"filter_activations{suffix}.png"))
+        top, top_act = top_examples(ctx.model, module, ex_images, filters, min(EXAMPLE_K, len(ex_idx)), ctx.device,
+                                    s["batch_size"])
+        chosen = ex_images[torch.from_numpy(top.reshape(-1))]
+        ex_maps = activation_maps(ctx.model, module, chosen, filters, ctx.device, s["batch_size"])
+        ex_maps = np.stack([ex_maps[r * top.shape[1] + j, r] for r in range(len(filters)) for j in range(top.shape[1])])
+        ex_maps = ex_maps.reshape(len(filters), top.shape[1], *ex_maps.shape[1:])
+        ex_files = [[ex_set.files[ex_idx[int(i)]] for i in row] for row in top]
+        titles = [[f"{f}\nmean {a:.3g}" for f, a in zip(fr, ar)] for fr, ar in zip(ex_files, top_act)]
+        files.append(draw_examples_figure(
+            robust, chosen, ex_maps, titles, filters, layer,
+            f"Dataset examples of {label}: each filter's optimised image and its {top.shape[1]} top-activating "
+            f"images\nof {ex_set.name}/ ({len(ex_idx)} images scanned), with the filter's activation map over each",
+            ctx.out / f"filter_examples{suffix}.png"))
         record["layers"][layer] = {
+            "examples": {str(f): [{"file": fn, "activation": float(a)} for fn, a in zip(fr, ar)]
+                         for f, fr, ar in zip(filters, ex_files, top_act)},
             "alias": aliases.get(layer), "filters": filters, "plain_activation": plain_act.tolist(),
             "robust_activation": robust_act.tolist(), "noise_activation": noise_act.tolist(),
             "image_mean_activation": maps.mean(axis=(2, 3)).mean(0).tolist()}
-    ctx.results["filters"] = record
-    return files
+    return FiltersResult(files=files, precision=ctx.precision, **record)

@@ -14,11 +14,11 @@ from lime.wrappers.scikit_image import SegmentationAlgorithm
 from skimage.segmentation import find_boundaries, mark_boundaries
 from torch import nn
 
-import confusion
-import dataset
-import draw
-from model import autocast
+import seeds
+from errors import ExplainInputError
+from explain import Attribution, model_device
 from outputs import save_maps
+from records import LimeClassesResult, LimeResult
 
 COURSE_FEATURES = 11     # the course figure: get_image_and_mask(num_features=11, min_weight=0.05)
 # The course's absolute 0.05 was meant for logits; our weights are probabilities, which barely move for a
@@ -27,18 +27,18 @@ COURSE_MIN_WEIGHT = 0.05
 TOP_K = 5                # superpixels shown in the detail figure's "top positive / negative" panels
 
 
-def classifier(model: nn.Module, device: torch.device, batch_size: int, precision: str = "fp32",
-               channels_last: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+def classifier(model: nn.Module, batch_size: int, channels_last: bool = True) -> Callable[[np.ndarray], np.ndarray]:
     """lime's classifier_fn: N x H x W x 3 images in [0,1] -> N x C softmax probabilities, in batches.
 
-    With channels_last, lime's NHWC batches go in as they are (channels_last memory, the run's model format:
-    bench/lime_speed.py measured it 1.5-2x faster than NCHW on our CPU for the HW3 models).
+    The model comes wrapped for the run's precision (bf16 autocast or fp32). With channels_last, lime's NHWC
+    batches go in as they are (channels_last memory, the run's model format: bench/lime_speed.py measured it
+    1.5-2x faster than NCHW on our CPU for the HW3 models).
     """
-    autocast(device, precision)  # validate the flag before the first call
+    device = model_device(model)
 
     def classifier_fn(images: np.ndarray) -> np.ndarray:
         out = []
-        with torch.inference_mode(), autocast(device, precision):
+        with torch.inference_mode():
             for i in range(0, len(images), batch_size):
                 chunk = np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)
                 x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2)  # NHWC memory = channels_last
@@ -85,18 +85,39 @@ def segmenter(n_segments: int, compactness: float, sigma: float) -> Segmentation
                                  start_label=0)
 
 
-def explain_images(classifier_fn: Callable[[np.ndarray], np.ndarray], images: torch.Tensor, seeds: Sequence[int],
-                   num_classes: int, num_samples: int, batch_size: int, segmentation: SegmentationAlgorithm,
-                   progress: Any = None) -> list[ImageExplanation]:
-    """One lime explanation per image (N x 3 x H x W in [0,1]) with every class explained; seeds[i] drives image i."""
+def explain_images(classifier_fn: Callable[[np.ndarray], np.ndarray], images: torch.Tensor, image_seeds: Sequence[int],
+                   labels: Sequence[Sequence[int]], num_samples: int, batch_size: int,
+                   segmentation: SegmentationAlgorithm, progress: Any = None) -> list[ImageExplanation]:
+    """One lime explanation per image (N x 3 x H x W in [0,1]) for its labels (the last one's fit gives
+    `exp.score`); image_seeds[i] drives image i."""
     out = []
-    for img, seed in zip(images, seeds):
+    for img, seed, labs in zip(images, image_seeds, labels):
         hwc = np.ascontiguousarray(img.permute(1, 2, 0).numpy(), dtype=np.float32)
         explainer = SeededExplainer(random_state=int(seed), progress=progress)
-        out.append(explainer.explain_instance(hwc, classifier_fn, top_labels=num_classes, hide_color=None,
-                                              num_samples=num_samples, batch_size=batch_size,
-                                              segmentation_fn=segmentation))
+        out.append(explainer.explain_instance(hwc, classifier_fn, labels=tuple(int(c) for c in labs),
+                                              top_labels=None, hide_color=None, num_samples=num_samples,
+                                              batch_size=batch_size, segmentation_fn=segmentation))
     return out
+
+
+def lime_attribution(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int,
+                     keys: Sequence[Any], samples: int = 1000, segments: int = 100, compactness: float = 1.0,
+                     sigma: float = 1.0, extra_labels: Any = None, progress: Any = None) -> Attribution:
+    """LIME maps (each image's superpixel weights for its target, painted onto the pixels) with the segments,
+    the explained class's local fit R^2 and lime's explanation objects; `extra_labels` (one class per image,
+    e.g. the prediction) are fitted too, for drawing."""
+    if samples < 2 or segments < 1:
+        raise ExplainInputError(f"lime needs samples >= 2 and segments >= 1, got {samples} and {segments}")
+    t = [int(c) for c in targets]
+    extra = [None] * len(t) if extra_labels is None else [int(c) for c in np.asarray(extra_labels).reshape(-1)]
+    labels = [([e] if e is not None and e != c else []) + [c] for c, e in zip(t, extra)]
+    if progress is not None:
+        progress.reset(total=len(t) * samples)
+    exps = explain_images(classifier(model, batch_size), images, [image_seed(seed, k) for k in keys], labels,
+                          samples, batch_size, segmenter(segments, compactness, sigma), progress)
+    return Attribution("lime", weight_maps(exps, t), np.asarray(t, dtype=np.int64),
+                       segments=np.stack([e.segments for e in exps]).astype(np.int32),
+                       local_fit=np.array([float(e.score) for e in exps]), explanations=exps)
 
 
 def superpixel_weights(exp: ImageExplanation, label: int) -> np.ndarray:
@@ -112,22 +133,10 @@ def weight_maps(exps: Sequence[ImageExplanation], labels: Sequence[int]) -> np.n
     return np.stack([superpixel_weights(e, c)[e.segments] for e, c in zip(exps, labels)]).astype(np.float32)
 
 
-def image_seed(ctx, file: str) -> int:
-    """lime's random_state for one image: from --seed and the file name, independent of the other images."""
-    return int(ctx.rng("lime", file).integers(0, 2 ** 31 - 1))
-
-
-def run_lime(ctx, images: torch.Tensor, files: Sequence[str], num_samples: int, desc: str
-             ) -> list[ImageExplanation]:
-    """Explain images with the run's settings, showing one progress bar over all samples."""
-    from tqdm import tqdm
-
-    s = ctx.settings
-    fn = classifier(ctx.model, ctx.device, s["lime_batch_size"], ctx.precision)
-    seg = segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
-    with tqdm(total=len(files) * num_samples, desc=desc, unit="sample", leave=False, disable=None) as bar:
-        return explain_images(fn, images, [image_seed(ctx, f) for f in files], ctx.num_classes, num_samples,
-                              s["lime_batch_size"], seg, bar)
+def image_seed(seed: int, key: Any) -> int:
+    """lime's random_state for one image: from the run seed and the image's key (its file name in the pipeline),
+    independent of the other images."""
+    return seeds.seed_int(seed, "lime", key, bits=31)
 
 
 # ---------------------------------------------------------------- drawing
@@ -163,6 +172,8 @@ def _cls(names: Sequence[str], c: int) -> str:
 def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions: Sequence[str],
                 targets: np.ndarray, preds: np.ndarray, names: Sequence[str], title: str, path: Path) -> Path:
     """lime.png: original | LIME of the explained class | LIME of the predicted class (when it differs)."""
+    import draw
+
     extra = bool((preds != targets).any())
     n = len(exps)
     fig, axes = draw.figure(n, 3 if extra else 2, cell=(2.6, 2.9), title=title)
@@ -186,6 +197,8 @@ def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions
 def draw_details(images: torch.Tensor, exps: Sequence[ImageExplanation], captions: Sequence[str],
                  targets: np.ndarray, preds: np.ndarray, names: Sequence[str], title: str, path: Path) -> Path:
     """lime_details.png: original, SLIC boundaries, top +/- superpixels (explained and predicted class), weights."""
+    import draw
+
     extra = bool((preds != targets).any())
     ncols = 7 if extra else 5
     n = len(exps)
@@ -219,27 +232,25 @@ def draw_details(images: torch.Tensor, exps: Sequence[ImageExplanation], caption
 
 # ---------------------------------------------------------------- tasks
 
-def task_lime(ctx) -> list[Path]:
+def task_lime(ctx) -> LimeResult:
     """LIME of the selected images: lime.png (course figure), lime_details.png, arrays/lime.npz."""
-    s = ctx.settings
-    targets, preds, probs = ctx.targets(), ctx.preds(), ctx.probs()
-    exps = run_lime(ctx, ctx.images, ctx.files, s["lime_samples"], "lime")
-    maps = weight_maps(exps, targets)
-    segs = np.stack([e.segments for e in exps]).astype(np.int32)
-    files = [save_maps(ctx.out, "lime", maps, ctx.files, targets, preds, segments=segs)]
+    import draw
+
+    att = ctx.attribution("lime")
+    exps, targets, preds, probs = att.explanations, att.targets, ctx.preds(), ctx.probs()
+    samples = att.options["samples"]
+    files = [save_maps(ctx.out, "lime", att.maps, ctx.files, targets, preds, segments=att.segments)]
     caps = [draw.caption(f, ctx.class_names, t, p, pr[p], lb)
             for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
-    how = f"{s['lime_samples']} samples, SLIC {s['lime_segments']} segments, {ctx.precision}"
+    how = f"{samples} samples, SLIC {att.options['segments']} segments, {ctx.precision}"
     files.append(draw_course(ctx.images, exps, caps, targets, preds, ctx.class_names,
                              f"LIME: superpixels for and against\n({how})", ctx.out / "lime.png"))
     files.append(draw_details(ctx.images, exps, caps, targets, preds, ctx.class_names,
                               f"LIME details: superpixels, strongest evidence and weights ({how})",
                               ctx.out / "lime_details.png"))
-    ctx.results["lime"] = {"samples": s["lime_samples"], "precision": ctx.precision,
-                           "superpixels": {f: int(e.segments.max()) + 1 for f, e in zip(ctx.files, exps)},
-                           # lime keeps the score of the last class it fits: the top-ranked (predicted) one
-                           "local_fit_r2_pred": {f: float(e.score) for f, e in zip(ctx.files, exps)}}
-    return files
+    return LimeResult(files=files, samples=int(samples), precision=ctx.precision,
+                      superpixels={f: int(e.segments.max()) + 1 for f, e in zip(ctx.files, exps)},
+                      local_fit_r2={f: float(r) for f, r in zip(ctx.files, att.local_fit)})
 
 
 def pick_examples(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> list[tuple[int, int]]:
@@ -256,8 +267,12 @@ def pick_examples(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> li
     return out
 
 
-def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path) -> Path:
-    """lime_classes.png: per class, its most confident correct and wrong image with their LIME overlays."""
+def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path,
+                 top: Sequence[tuple[int, int, int]] = ()) -> Path:
+    """lime_classes.png: per class, its most confident correct and wrong image with their LIME overlays (and, for
+    many classes, a table of the top confusions (true, predicted, images) below)."""
+    import draw
+
     any_wrong = any(row["wrong"] is not None for row in rows)
     if not any_wrong:
         title += "\n(no class has a misclassified image)"
@@ -283,24 +298,44 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path)
                 a.set_title(f"LIME for {_cls(names, c)}\n({'predicted' if c == ex['pred'] else 'true'} class)")
     fig.text(0.5, 0.003, f"green = superpixel supports the class, red = against (the {COURSE_FEATURES} strongest "
              f"with |weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest)", ha="center", va="bottom", fontsize=7)
-    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight())
+    table = 0.0
+    if top:
+        lines = ["top confusions (true -> predicted: images): "
+                 + "; ".join(f"{_cls(names, t)} -> {_cls(names, p)}: {c}" for t, p, c in top[k:k + 3])
+                 for k in range(0, len(top), 3)]
+        table = 0.16 * len(lines) + 0.1
+        fig.text(0.01, 0.15 / fig.get_figheight(), "\n".join(lines), ha="left", va="bottom", fontsize=7,
+                 family="monospace")
+    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight() + table)
     return draw.save(fig, path)
 
 
-def task_lime_classes(ctx) -> list[Path]:
+def task_lime_classes(ctx) -> LimeClassesResult:
     """Per class: LIME of the most confident correct and wrong eval-split image, with accuracy and confusion."""
-    split = ctx.args.eval_split
+    import confusion
+    import dataset
+    import draw
+    import explain
+
+    split = ctx.opts.eval_split
     pred = ctx.eval_predictions()
     labels, probs, imageset = pred["labels"], pred["probs"], pred["images"]
     counts = confusion.confusion_counts(labels, probs.argmax(1), ctx.num_classes)
     acc, confused = confusion.per_class_accuracy(counts), confusion.most_confused(counts)
-    picks = pick_examples(labels, probs, ctx.num_classes)
+    many = ctx.num_classes > confusion.MAX_GRID   # rows for the most-missed classes, and a top-confusions table
+    classes = confusion.most_missed(counts, confusion.LIME_CLASS_ROWS) if many else list(range(ctx.num_classes))
+    picks = [pick_examples(labels, probs, ctx.num_classes)[c] for c in classes]
     chosen = sorted({i for pair in picks for i in pair if i >= 0})
     n = ctx.settings["lime_class_samples"]
     images, _ = dataset.load_batch(imageset, chosen, ctx.input_size, ctx.cv2_mode)
-    exps = dict(zip(chosen, run_lime(ctx, images, [imageset.files[i] for i in chosen], n, "lime_classes")))
+    opts = explain.method_options("lime", ctx.settings) | {"samples": n}
+    att = explain.attribute(ctx.model, images, labels[chosen], "lime", batch_size=ctx.settings["lime_batch_size"],
+                            seed=ctx.seed, keys=[f"{split}/{imageset.files[i]}" for i in chosen],
+                            precision=ctx.precision, progress="lime_classes", extra_labels=probs[chosen].argmax(1),
+                            **opts)
+    exps = dict(zip(chosen, att.explanations))
     rows = []
-    for c, pair in enumerate(picks):
+    for c, pair in zip(classes, picks):
         row = {"cls": c, "accuracy": float(acc[c]), "confused": int(confused[c])}
         for key, i in zip(("correct", "wrong"), pair):
             if i < 0:
@@ -313,12 +348,14 @@ def task_lime_classes(ctx) -> list[Path]:
                                                 int(labels[i]))}
         rows.append(row)
     title = f"LIME per class on {split}:\nits most confident correct and wrong image ({n} samples each)"
-    files = [draw_classes(rows, ctx.class_names, title, ctx.out / "lime_classes.png")]
-    ctx.results["lime_classes"] = {
-        "split": split, "samples": n,
-        "classes": {ctx.class_names[r["cls"]]: {
+    top = confusion.top_confusions(counts, 9) if many else []
+    if many:
+        title += f"\nthe {len(classes)} of {ctx.num_classes} classes with the most misclassified images"
+    files = [draw_classes(rows, ctx.class_names, title, ctx.out / "lime_classes.png", top)]
+    return LimeClassesResult(
+        files=files, split=split, samples=int(n), precision=ctx.precision,
+        classes={ctx.class_names[r["cls"]]: {
             "accuracy": None if np.isnan(r["accuracy"]) else r["accuracy"],
             "most_confused": _cls(ctx.class_names, r["confused"]) if r["confused"] >= 0 else None,
             "correct": r["correct"]["file"] if r["correct"] else None,
-            "wrong": r["wrong"]["file"] if r["wrong"] else None} for r in rows}}
-    return files
+            "wrong": r["wrong"]["file"] if r["wrong"] else None} for r in rows})

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import tasks
-from errors import Skipped, UserError
+from errors import ExplainInputError, Skipped, UserError
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -31,22 +30,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="Food-11 folder (training/validation/testing), a folder of images or one image; "
                                   "default: the embedded demo")
     p.add_argument("--out", default="output", help="output folder")
-    p.add_argument("--arch", help="hw3 | hw5ta | a torchvision model name | path/to/file.py:callable "
-                                  "(default: from the checkpoint, else hw3)")
+    p.add_argument("--arch", help="hw3 | hw5ta | a torchvision model name | path/to/file.py:callable (which returns "
+                                  "the network with its weights, or (network, meta dict)) (default: from the "
+                                  "checkpoint, else hw3)")
+    p.add_argument("--weights", metavar="DEFAULT|NAME",
+                   help="torchvision's trained weights for --arch NAME (DEFAULT or an enum name such as IMAGENET1K_V2), "
+                        "with their preprocessing and class names; read from torch's hub cache, downloaded when missing")
     p.add_argument("--width", type=float, help="channel width multiplier for hw3/hw5ta (the demo uses 0.25)")
     p.add_argument("--num-classes", type=int, help="number of classes (default: number of class names)")
     p.add_argument("--checkpoint", help="model weights (default: the demo checkpoint when --data is not given)")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints holding a whole pickled module")
-    p.add_argument("--allow-random-weights", action="store_true", help="explain an untrained network (no checkpoint)")
-    p.add_argument("--images", action="append", metavar="IDX|FILE",
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="explain an untrained network (an --arch built by name with no checkpoint and no --weights)")
+    p.add_argument("--images", action="append", metavar="IDX|FILE|all",
                    help="images to explain: indices into the sorted listing and/or file names (repeatable or comma "
-                        "list); default: training indices 83,4218,4707,8598, else the first image of classes 0-3")
+                        "list), or all; default: training indices 83,4218,4707,8598 (else the first image of classes "
+                        "0-3) for Food-11 trees, every image up to 8 for a plain folder")
     p.add_argument("--split", help="split the explained images come from (default: training)")
     p.add_argument("--eval-split", default="validation", help="split for the confusion matrix and per-class analyses")
     p.add_argument("--input-size", type=int, help="model input size in pixels (default: checkpoint's, else 128)")
     p.add_argument("--mean", help="per-channel normalisation mean, e.g. 0.485,0.456,0.406 (applied inside the model)")
     p.add_argument("--std", help="per-channel normalisation std")
-    p.add_argument("--bgr", action="store_true", help="the model was trained on BGR input")
+    p.add_argument("--bgr", action="store_true", help="the model was trained on BGR input (--mean/--std stay in RGB order)")
+    p.add_argument("--resize", choices=("stretch", "crop"),
+                   help="stretch to the input size, or crop: shorter side then centre crop as torchvision's ImageNet "
+                        "transforms (default: what the model declares, else stretch)")
+    p.add_argument("--classes", metavar="IDS",
+                   help="classes for the class models, list and/or ranges, e.g. 0-3,7 (default: every class when "
+                        "there are at most 12, else the selected images' target and predicted classes)")
     p.add_argument("--cv2-preprocess", action="store_true",
                    help="read and resize with OpenCV exactly like the HW3 baseline (implies --bgr)")
     p.add_argument("--class-names", help="text file with one class name a line (default: Food-11's)")
@@ -59,15 +70,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random step")
     p.add_argument("--precision", choices=("fp32", "bf16"),
-                   help="forward-only passes (predictions and confusion matrix, LIME, occlusion, deletion/insertion): "
-                        "fp32 (default) or bf16 autocast where supported (about 2x on CPUs with AVX-512 BF16); "
-                        "gradients stay fp32")
+                   help="forward-only sampling passes (LIME, SHAP, occlusion, deletion/insertion) and optimised "
+                        "pictures (filters, Deep Dream, class models): default bf16 where the device computes it "
+                        "natively (AVX-512 BF16 / AMX CPUs, bf16 GPUs), else fp32; attribution gradients and "
+                        "predictions stay fp32")
     p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
                    help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="scale sample counts down just enough to fit this many seconds (recorded in run.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
+    # audit task (--task audit) -- engine flags
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="audit: run in this process (local) or through Ray Data actors (ray)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="audit with --engine ray: join this Ray cluster (host:port, ray://host:port or auto); "
+                        "default: start a local Ray for the run")
     # train task
     p.add_argument("--epochs", type=int, default=30, help="train: epochs")
     p.add_argument("--batch-size", type=int, default=64, help="train: batch size")
@@ -83,90 +101,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def task_list(args: argparse.Namespace) -> list[str]:
-    """The tasks to run, validated, in registry order."""
-    if not args.task:
+def task_list(asked: tuple[str, ...]) -> list[str]:
+    """The tasks to run, validated, in registry order (no names: the default list)."""
+    if not asked:
         return tasks.default_tasks()
-    asked = [t.strip() for item in args.task for t in item.split(",") if t.strip()]
     unknown = [t for t in asked if t not in tasks.names()]
     if unknown:
         raise UserError(f"unknown task {unknown[0]!r}; tasks: {', '.join(tasks.names())}")
     return [t for t in tasks.names() if t in asked]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(opts) -> int:
     """Run the tasks; returns the exit code."""
+    import dataclasses
+
     import context
     from outputs import write_json
 
-    names = task_list(args)
+    names = task_list(opts.tasks)
     rows: list[tuple[str, float, str]] = []
     started = time.perf_counter()
     if "train" in names:
         import train
 
         t0 = time.perf_counter()
-        saved = train.task_train(args)
+        saved = train.task_train(opts)
         rows.append(("train", time.perf_counter() - t0, str(saved)))
         names.remove("train")
-        if names and not args.checkpoint:
-            args.checkpoint = str(saved)
-    ctx = None
+        if names and not opts.checkpoint:
+            opts = dataclasses.replace(opts, checkpoint=str(saved))
+    if names and "audit" in names and opts.engine == "ray" and opts.ray_address:   # before any work
+        import audit
+
+        audit.probe_address(opts.ray_address)
     if names:
         t0 = time.perf_counter()
-        ctx = context.build(args)
+        ctx = context.build(opts)
         rows.append(("setup", time.perf_counter() - t0, f"{len(ctx.indices)} images from {ctx.imageset.name}/"))
-        ctx.cache["timings"] = rows   # the report task lists the timings so far (run.json comes after it)
-        if args.time_budget is not None or names == tasks.default_tasks():
+        ctx.timings = rows   # the report task lists the timings so far (run.json comes after it)
+        if opts.time_budget is not None or names == tasks.default_tasks():
             import budget
 
-            budget.apply(ctx, names, args.time_budget)
+            budget.apply(ctx, names, opts.time_budget)
         for name in names:
             t0 = time.perf_counter()
             try:
-                files = tasks.get(name)(ctx)
+                result = tasks.get(name)(ctx)
+                ctx.results[name] = result
                 what = ", ".join(str(Path(f).relative_to(ctx.out)) if Path(f).is_relative_to(ctx.out) else str(f)
-                                 for f in files)
+                                 for f in result.files)
             except Skipped as why:
                 what = f"skipped: {why}"
             rows.append((name, time.perf_counter() - t0, what))
             print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
-        write_json(ctx.out / "run.json", run_record(args, ctx, rows, time.perf_counter() - started))
+        write_json(ctx.out / "run.json", ctx.record(time.perf_counter() - started))
     print_table(rows, time.perf_counter() - started)
     return 0
-
-
-def run_record(args: argparse.Namespace, ctx, rows: list[tuple[str, float, str]], total: float) -> dict:
-    """What run.json holds: settings actually used, versions, seeds, checkpoint, timings, task results."""
-    import numpy
-    import torch
-
-    return {
-        "command": " ".join(["python", "main.py"] + sys.argv[1:]),
-        "arguments": {k: v for k, v in sorted(vars(args).items())},
-        "arch": ctx.arch,
-        "input_size": ctx.input_size,
-        "class_names": ctx.class_names,
-        "data": str(ctx.data),
-        "demo": ctx.demo,
-        "checkpoint": str(ctx.checkpoint) if ctx.checkpoint else None,
-        "checkpoint_sha256": ctx.checkpoint_sha256,
-        "checkpoint_meta": ctx.checkpoint_meta,
-        "preprocess": {"bgr": ctx.model.bgr, "cv2": ctx.cv2_mode, "mean": ctx.model.mean.flatten().tolist(),
-                       "std": ctx.model.std.flatten().tolist()},
-        "device": str(ctx.device),
-        "precision": ctx.precision,
-        "torch_threads": torch.get_num_threads(),
-        "seed": ctx.seed,
-        "settings": ctx.settings,
-        "images": [{"file": f, "index": i, "label": int(lb), "pred": int(p), "target": int(t)}
-                   for f, i, lb, p, t in zip(ctx.files, ctx.indices, ctx.labels, ctx.preds(), ctx.targets())],
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
-        "timings": {name: round(sec, 3) for name, sec, _ in rows},
-        "tasks": {name: what for name, _, what in rows},
-        "total_seconds": round(total, 3),
-        "results": ctx.results,
-    }
 
 
 def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
@@ -179,10 +169,13 @@ def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal error."""
+    import context
+
     args = parse_args(argv)
     try:
-        return run(args)
-    except UserError as exc:
+        return run(context.Options.from_args(args, " ".join(["python", "main.py"] + list(sys.argv[1:] if argv is None
+                                                                                         else argv))))
+    except ExplainInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
+import itertools
 import pickle
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -68,14 +72,43 @@ class HW5TANet(nn.Module):
         return self.fc(self.cnn(x).flatten(1))
 
 
+# What a model file's `(model, meta)` may declare about the model's input (flags override every key).
+META_KEYS = {"input_size": "int: the square input side in pixels",
+             "mean": "three floats, RGB order", "std": "three floats, RGB order",
+             "bgr": "bool: the network takes BGR input", "class_names": "list of str, one per logit",
+             "resize": "'stretch' or 'crop'", "resize_size": "int: crop's shorter side before the centre crop",
+             "interpolation": "'bilinear' or 'bicubic'"}
+
+
+@dataclass
+class Network:
+    """A built network, the preprocessing it declares (META_KEYS) and where its weights came from."""
+
+    net: nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None   # where the weights came from; None: freshly initialised (random)
+
+
 def build_network(arch: str, num_classes: int = 11, width: float = 1.0, input_size: int = 128) -> nn.Module:
     """Build the user's network: hw3, hw5ta, any torchvision classifier name, or path/to/file.py:callable."""
+    return make_network(arch, num_classes, width, input_size).net
+
+
+def make_network(arch: str, num_classes: int | None = None, width: float = 1.0, input_size: int = 128,
+                 weights: str | None = None) -> Network:
+    """The network for --arch (with --weights for torchvision), its declared preprocessing and its weights' origin.
+
+    num_classes None: the model's own (a model file's default, the weights' categories), else 11 (Food-11).
+    """
+    if weights is not None and (arch in KNOWN_ARCHS or _is_file_spec(arch)):
+        raise UserError(f"--weights {weights} names torchvision weights; --arch {arch} is not a torchvision model")
     if arch == "hw3":
-        return HW3Net(num_classes, width, input_size)
+        return Network(HW3Net(num_classes or 11, width, input_size))
     if arch == "hw5ta":
-        return HW5TANet(num_classes, width, input_size)
-    if ":" in arch and arch.split(":", 1)[0].endswith(".py"):
-        return _from_file(arch, num_classes)
+        return Network(HW5TANet(num_classes or 11, width, input_size))
+    if _is_file_spec(arch):
+        net, meta = _from_file(arch, num_classes)
+        return Network(net, meta, f"the model file {arch}")
     import torchvision.models as tvm
 
     try:
@@ -83,11 +116,77 @@ def build_network(arch: str, num_classes: int = 11, width: float = 1.0, input_si
     except ValueError:
         raise UserError(f"unknown --arch {arch!r}: use hw3, hw5ta, a torchvision model name (e.g. resnet18) "
                         f"or path/to/file.py:callable") from None
-    return ctor(weights=None, num_classes=num_classes)
+    if weights is None:
+        return Network(ctor(weights=None, num_classes=num_classes or 11))
+    w = torchvision_weights(arch, weights)
+    meta = weights_meta(w)
+    if num_classes is not None and num_classes != len(meta["class_names"]):
+        raise UserError(f"--weights {weights}: {w} has {len(meta['class_names'])} classes, not {num_classes}")
+    net = ctor(weights=None, num_classes=len(meta["class_names"]))
+    state, path = load_torchvision_state(w)
+    net.load_state_dict(state)
+    return Network(net, meta, f"torchvision {w} ({path})")
 
 
-def _from_file(spec: str, num_classes: int) -> nn.Module:
-    """Load `file.py:callable` and call it (with num_classes when it accepts it)."""
+def _is_file_spec(arch: str) -> bool:
+    """True for `path/to/file.py:callable`."""
+    return ":" in arch and arch.rsplit(":", 1)[0].endswith(".py")
+
+
+def torchvision_weights(arch: str, name: str) -> Any:
+    """torchvision's weights enum member for --weights DEFAULT | IMAGENET1K_V2 | ResNet50_Weights.IMAGENET1K_V2."""
+    import torchvision.models as tvm
+
+    try:
+        enum = tvm.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UserError(f"--weights {name}: torchvision has no weights for {arch}") from None
+    key = name.rsplit(".", 1)[-1]
+    if key not in enum.__members__:
+        raise UserError(f"--weights {name}: {arch}'s weights are {', '.join(enum.__members__)}")
+    return enum[key]
+
+
+def weights_meta(w: Any) -> dict[str, Any]:
+    """The preprocessing and class names torchvision's weights declare (their transforms and categories)."""
+    t = w.transforms()
+    if not all(hasattr(t, a) for a in ("crop_size", "resize_size", "mean", "std")):
+        raise UserError(f"--weights {w}: its transforms ({type(t).__name__}) are not an image classifier's")
+    interp = str(getattr(t, "interpolation", "bilinear")).rsplit(".", 1)[-1].lower()
+    return {"input_size": int(t.crop_size[0]), "resize": "crop", "resize_size": int(t.resize_size[0]),
+            "interpolation": interp if interp in ("bilinear", "bicubic") else "bilinear",
+            "mean": [float(v) for v in t.mean], "std": [float(v) for v in t.std], "bgr": False,
+            "class_names": [str(c) for c in w.meta["categories"]]}
+
+
+def torchvision_weights_path(w: Any) -> Path:
+    """Where torch's hub cache keeps a weights file (what torchvision downloads to and reads from)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(w.url).path).name
+
+
+def load_torchvision_state(w: Any) -> tuple[dict[str, torch.Tensor], Path]:
+    """torchvision's state dict for weights w, from the hub cache, downloading it there when missing."""
+    path = torchvision_weights_path(w)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(w.url, str(path), progress=False)
+        except Exception as exc:  # no network, proxy, disk: one line naming the file to place
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot fetch the weights of {w} ({why}): download {w.url} and place it as "
+                            f"{path}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), path
+    except Exception as exc:
+        raise UserError(f"cannot read the weights file {path} ({type(exc).__name__}): delete it, or download "
+                        f"{w.url} again and place it there") from None
+
+
+def _from_file(spec: str, num_classes: int | None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load `file.py:callable` and call it; returns (network, declared meta).
+
+    num_classes is passed when given and the callable takes it (11 when it requires it and none was given).
+    """
     path, name = spec.rsplit(":", 1)
     if not Path(path).is_file():
         raise UserError(f"--arch {spec}: no such file {path}")
@@ -101,18 +200,85 @@ def _from_file(spec: str, num_classes: int) -> nn.Module:
     if fn is None:
         raise UserError(f"--arch {spec}: {path} has no {name!r}")
     try:
-        net = fn(num_classes=num_classes)
-    except TypeError:
-        net = fn()
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    required = "num_classes" in params and params["num_classes"].default is inspect.Parameter.empty
+    kwargs = {"num_classes": num_classes or 11} if (takes and num_classes is not None) or required else {}
+    try:
+        out = fn(**kwargs)
+    except Exception as exc:
+        raise UserError(f"--arch {spec}: {name}() failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    net, meta = out if isinstance(out, tuple) and len(out) == 2 else (out, {})
     if not isinstance(net, nn.Module):
-        raise UserError(f"--arch {spec}: {name}() returned {type(net).__name__}, not a torch.nn.Module")
-    return net
+        raise UserError(f"--arch {spec}: {name}() returned {type(net).__name__}, not a torch.nn.Module "
+                        f"(or a (module, meta dict) pair)")
+    return net, check_meta(meta, f"--arch {spec}: {name}()'s meta")
+
+
+def check_meta(meta: Any, where: str) -> dict[str, Any]:
+    """A model's declared preprocessing, validated (unknown keys and wrong types are one-line errors)."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{where} is a {type(meta).__name__}, not a dict")
+    unknown = [k for k in meta if k not in META_KEYS]
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(META_KEYS)}")
+
+    def bad(key: str) -> UserError:
+        return UserError(f"{where}: {key} must be {META_KEYS[key]}, got {meta[key]!r}")
+    out = dict(meta)
+    for key in ("input_size", "resize_size"):
+        if key in meta:
+            if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 8:
+                raise bad(key)
+    for key in ("mean", "std"):
+        if key in meta:
+            try:
+                out[key] = [float(v) for v in meta[key]]
+            except (TypeError, ValueError):
+                raise bad(key) from None
+            if len(out[key]) != 3 or (key == "std" and min(out[key]) <= 0):
+                raise bad(key)
+    if "bgr" in meta and not isinstance(meta["bgr"], bool):
+        raise bad("bgr")
+    if "class_names" in meta:
+        if isinstance(meta["class_names"], str) or not all(isinstance(c, str) for c in meta["class_names"]):
+            raise bad("class_names")
+        out["class_names"] = list(meta["class_names"])
+    if meta.get("resize", "stretch") not in ("stretch", "crop"):
+        raise bad("resize")
+    if meta.get("interpolation", "bilinear") not in ("bilinear", "bicubic"):
+        raise bad("interpolation")
+    return out
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter, else of its first buffer, else the CPU (a parameter-free model)."""
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def output_classes(model: nn.Module, input_size: int, device: torch.device) -> int:
+    """How many logits the (wrapped) model returns, from one probe pass; a forward that fails is one line."""
+    try:
+        with torch.inference_mode():
+            out = model(torch.zeros(1, 3, input_size, input_size, device=device))
+    except Exception as exc:  # the user's forward
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"the model's forward fails on a 1 x 3 x {input_size} x {input_size} image: "
+                        f"{type(exc).__name__}: {msg}") from None
+    if out.dim() != 2 or out.shape[0] != 1:
+        raise UserError(f"the model returns logits of shape {tuple(out.shape)} for one image; expected 1 x classes")
+    return int(out.shape[1])
 
 
 class Preprocess(nn.Module):
     """Wraps the user's network so that every explainer feeds plain [0,1] RGB images.
 
-    Channel flip (for BGR-trained models) and mean/std normalisation happen inside forward.
+    Mean/std normalisation (statistics in RGB order) then the channel flip (for BGR-trained models) happen inside
+    forward, so `--bgr --mean r,g,b` normalises red with r.
     """
 
     def __init__(self, net: nn.Module, mean: list[float] | None = None, std: list[float] | None = None,
@@ -124,9 +290,10 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(std or [1.0, 1.0, 1.0]).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
         if self.bgr:
             x = x.flip(1)
-        return logits_of(self.net((x - self.mean) / self.std))
+        return logits_of(self.net(x))
 
 
 def logits_of(out: Any) -> torch.Tensor:

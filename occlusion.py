@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import draw
-from errors import UserError
+from errors import ExplainInputError
+from explain import model_device
 from outputs import save_maps
+from records import OcclusionResult
 
 
 def patch_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -32,12 +33,12 @@ def coverage(size: int, patch: int, starts: list[int]) -> torch.Tensor:
     return ((pix >= s) & (pix < s + patch)).float()
 
 
-def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch: int = 16, stride: int = 8,
-              value: float = 0.5, batch_size: int = 8) -> np.ndarray:
+def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch: int = 24, stride: int = 12,
+              value: float = 0.5, batch_size: int = 8, progress=None) -> np.ndarray:
     """Per-pixel mean drop of the target class probability under a sliding grey patch: N x H x W."""
     if patch < 1 or stride < 1:
-        raise UserError(f"occlusion_patch ({patch}) and occlusion_stride ({stride}) must be at least 1")
-    device = next(model.parameters()).device
+        raise ExplainInputError(f"occlusion patch ({patch}) and stride ({stride}) must be at least 1")
+    device = model_device(model)
     h, w = images.shape[-2:]
     ph, pw = min(patch, h), min(patch, w)
     rows = coverage(h, ph, patch_starts(h, ph, stride)).to(device)    # ny x H
@@ -46,6 +47,8 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch
     iy, ix = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
     iy, ix = iy.flatten().to(device), ix.flatten().to(device)
     count = rows.T @ torch.ones(ny, nx, device=device) @ cols          # H x W patches covering each pixel
+    if progress is not None:
+        progress.reset(total=len(images) * ny * nx)
     maps = []
     with torch.inference_mode():
         for img, t in zip(images.to(device), targets):
@@ -55,27 +58,29 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch
                 m = (rows[iy[k:k + batch_size]][:, :, None] * cols[ix[k:k + batch_size]][:, None, :])[:, None]
                 x = img[None] * (1 - m) + value * m
                 drops.append(p0 - torch.softmax(model(x).float(), 1)[:, int(t)])
+                if progress is not None:
+                    progress.update(len(x))
             d = torch.cat(drops).view(ny, nx)
-            maps.append((rows.T @ d @ cols / count).cpu())
+            maps.append((rows.T @ d @ cols / count.clamp_min(1)).cpu())   # stride > patch: uncovered pixels 0
     return torch.stack(maps).numpy().astype(np.float32)
 
 
-def task_occlusion(ctx) -> list[Path]:
+def task_occlusion(ctx) -> OcclusionResult:
     """Occlusion maps of the selected images: arrays/occlusion.npz and occlusion.png."""
-    s = ctx.settings
-    targets, preds, probs = ctx.targets(), ctx.preds(), ctx.probs()
-    maps = occlusion(ctx.infer_model(), ctx.images, targets, s["occlusion_patch"], s["occlusion_stride"],
-                     batch_size=s["batch_size"])
+    import draw
+
+    att = ctx.attribution("occlusion")
+    maps, targets, preds, probs = att.maps, att.targets, ctx.preds(), ctx.probs()
+    patch, stride = att.options["patch"], att.options["stride"]
     files = [save_maps(ctx.out, "occlusion", maps, ctx.files, targets, preds)]
     peak = maps.reshape(len(maps), -1).max(1)
-    ctx.results["occlusion"] = {"patch": s["occlusion_patch"], "stride": s["occlusion_stride"],
-                                "max_drop": {f: float(v) for f, v in zip(ctx.files, peak)}}
     caps = [draw.caption(f, ctx.class_names, int(t), int(p), float(pr[p]), int(lb))
             for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
     notes = [f"p({ctx.class_names[t]}) = {pr[t]:.3g}, max drop {v:.2g}" for t, pr, v in zip(targets, probs, peak)]
-    title = (f"Occlusion sensitivity (Zeiler & Fergus 2014): grey {s['occlusion_patch']}-px patch, "
-             f"stride {s['occlusion_stride']}\nmap = drop of the target class probability when the region "
+    title = (f"Occlusion sensitivity (Zeiler & Fergus 2014): grey {patch}-px patch, "
+             f"stride {stride}\nmap = drop of the target class probability when the region "
              f"is hidden\n(red: evidence for the class, blue: against)")
     files.append(draw.attribution_grid(ctx.images, maps, caps, title, ctx.out / "occlusion.png", signed=True,
                                        unit="drop of p(target)", per_row_note=notes))
-    return files
+    return OcclusionResult(files=files, patch=int(patch), stride=int(stride), precision=ctx.precision,
+                           max_drop={f: float(v) for f, v in zip(ctx.files, peak)})

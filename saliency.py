@@ -33,29 +33,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import draw
+import seeds
+from errors import ExplainInputError, Skipped
+from explain import NoBar as _NoBar
+from explain import model_device as _device
 from hooks import forward_hook
-from errors import Skipped, UserError
-from outputs import load_maps, save_maps
-
-COMPARE_ORDER = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion")
-TITLES = {"vanilla": "vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
-          "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "occlusion"}
+from model import find_module, probe_4d_modules
+from outputs import save_maps
+from records import CompareResult, GradCAMResult, IGResult, SmoothGradResult, VanillaResult
 
 
 # ---------------------------------------------------------------- compute
-
-def _device(model: nn.Module) -> torch.device:
-    """The device of the model's parameters (CPU when it has none)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
 
 def _as_targets(targets: Sequence[int] | np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
     """Target classes as an int64 CPU tensor of length n."""
     t = torch.as_tensor(np.asarray(targets), dtype=torch.long).reshape(-1)
     if len(t) != n:
-        raise ValueError(f"{len(t)} targets for {n} images")
+        raise ExplainInputError(f"{len(t)} targets for {n} images")
     return t
 
 
@@ -95,21 +89,24 @@ def vanilla_course(model: nn.Module, images: torch.Tensor, targets, batch_size: 
     return torch.cat(out).numpy()
 
 
-def noise_generator(seed: int, index: int) -> torch.Generator:
-    """A CPU torch generator for one image's SmoothGrad noise, keyed by (seed, image index)."""
-    key = int(np.random.default_rng([int(seed), 0x5347, int(index)]).integers(0, 2 ** 62))
-    return torch.Generator().manual_seed(key)
+def noise_generator(seed: int, key: int | str) -> torch.Generator:
+    """A CPU torch generator for one image's SmoothGrad noise, keyed by (seed, image identity)."""
+    return torch.Generator().manual_seed(seeds.seed_int(seed, "smoothgrad", key))
 
 
 def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sigma: float = 0.15, seed: int = 0,
-               batch_size: int = 4, indices: Sequence[int] | None = None) -> np.ndarray:
+               batch_size: int = 4, keys: Sequence[int | str] | None = None, progress=None) -> np.ndarray:
     """Mean vanilla map over n noisy copies (noise std = sigma x image value range): N x H x W.
 
-    `indices` are the images' identities for seeding (default 0..N-1), so one image gets the same noise
+    `keys` are the images' identities for seeding (default 0..N-1), so one image gets the same noise
     whatever else is in the batch.
     """
     t = _as_targets(targets, len(images))
-    keys = list(range(len(images))) if indices is None else list(indices)
+    if n < 1 or sigma < 0:
+        raise ExplainInputError(f"smoothgrad needs n >= 1 and sigma >= 0, got n={n}, sigma={sigma}")
+    keys = list(range(len(images))) if keys is None else list(keys)
+    bar = _NoBar() if progress is None else progress
+    bar.reset(total=len(images) * n)
     out = []
     for i, x in enumerate(images):
         x = x.detach().float().cpu()
@@ -120,6 +117,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sig
             chunk = x.unsqueeze(0) + noise[j:j + batch_size]
             g, _ = input_gradient(model, chunk, t[i].repeat(len(chunk)))
             total += g.abs().amax(1).float().cpu().sum(0)
+            bar.update(len(chunk))
         out.append(total / max(n, 1))
     return torch.stack(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.float32)
 
@@ -147,14 +145,18 @@ def ig_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
         return torch.zeros_like(images, dtype=torch.float32)
     if baseline == "blurred":
         return blurred(images)
-    raise UserError(f"unknown IG baseline {baseline!r}: use black or blurred (--set ig_baseline=...)")
+    raise ExplainInputError(f"unknown IG baseline {baseline!r}: use black or blurred")
 
 
 def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, steps: int = 64, baseline: str = "black",
-                         batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                         batch_size: int = 4, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """IG maps summed over channels (signed, N x H x W) and completeness gaps (N) with the trapezoid rule."""
     t = _as_targets(targets, len(images))
+    if steps < 1:
+        raise ExplainInputError(f"integrated_gradients needs steps >= 1, got {steps}")
     base = ig_baseline(images, baseline)
+    bar = _NoBar() if progress is None else progress
+    bar.reset(total=len(images) * (steps + 1))
     alphas = torch.linspace(0, 1, steps + 1)
     weights = torch.full((steps + 1,), 1.0 / steps)
     weights[0] = weights[-1] = 0.5 / steps
@@ -171,6 +173,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, steps:
                 ends["base"] = float(logit[0])
             if j + len(a) == steps + 1:
                 ends["input"] = float(logit[-1])
+            bar.update(len(a))
         attr = (x - x0) * mean_grad
         delta = ends["input"] - ends["base"]
         gaps.append(abs(float(attr.sum(dtype=torch.float64)) - delta) / max(abs(delta), 1e-12))
@@ -188,7 +191,7 @@ def capture_output(layer: nn.Module) -> Iterator[dict]:
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor):
-            raise UserError(f"Grad-CAM layer {type(module).__name__} does not output a single tensor")
+            raise ExplainInputError(f"Grad-CAM layer {type(module).__name__} does not output a single tensor")
         store["out"] = output
         return output.clone()
 
@@ -196,7 +199,7 @@ def capture_output(layer: nn.Module) -> Iterator[dict]:
         yield store
 
 
-def gradcam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets, batch_size: int = 4) -> np.ndarray:
+def gradcam(model: nn.Module, images: torch.Tensor, targets, layer: nn.Module, batch_size: int = 4) -> np.ndarray:
     """ReLU(sum_k mean_ij(dy_t/dA_k) A_k) at `layer`, bilinearly upsampled to the input size: N x H x W."""
     t = _as_targets(targets, len(images))
     size = tuple(images.shape[2:])
@@ -209,11 +212,11 @@ def gradcam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets, b
             with torch.enable_grad():
                 logits = model(x)
                 if "out" not in store:
-                    raise UserError("the Grad-CAM layer did not run in the forward pass; pick another --layer")
+                    raise ExplainInputError("the Grad-CAM layer did not run in the forward pass; pick another layer")
                 act = store["out"]
                 if act.dim() != 4:
-                    raise UserError(f"Grad-CAM needs a layer with a 4-D output (N x C x H x W), got {act.dim()}-D; "
-                                    f"pick a convolutional --layer")
+                    raise ExplainInputError(f"Grad-CAM needs a layer with a 4-D output (N x C x H x W), got "
+                                            f"{act.dim()}-D; pick a convolutional layer")
                 picked = logits.gather(1, t[i:i + batch_size].to(logits.device).view(-1, 1))
                 (grad,) = torch.autograd.grad(picked.sum(), act)
             cam = F.relu((grad.mean((2, 3), keepdim=True) * act.detach()).sum(1, keepdim=True)).float()
@@ -227,27 +230,18 @@ def mass_in_mask(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return (a * masks).sum((1, 2)) / np.maximum(a.sum((1, 2)), 1e-30)
 
 
-# ---------------------------------------------------------------- tasks
-
-def _captions(ctx) -> list[str]:
-    """Per-image panel titles: file, true and predicted class with probability, explained class."""
-    probs, preds, targets = ctx.probs(), ctx.preds(), ctx.targets()
-    return [draw.caption(f, ctx.class_names, int(t), int(p), float(pr[p]), int(lb))
-            for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
-
-
-def _save(ctx, method: str, maps: np.ndarray, **extra: np.ndarray) -> Path:
-    """arrays/<method>.npz for the selected images."""
-    return save_maps(ctx.out, method, maps, ctx.files, ctx.targets(), ctx.preds(), **extra)
-
-
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d)
 
 
-def default_gradcam_layer(net: nn.Module, conv_layers: Sequence[str]) -> str:
-    """The last 4-D module that is not a pooling layer (a trailing pool only coarsens the same features)."""
+def default_gradcam_layer(net: nn.Module, input_size: int, conv_layers: Sequence[str] | None = None) -> str:
+    """The last 4-D module that is not a pooling layer (a trailing pool only coarsens the same features).
+
+    `conv_layers` are the 4-D modules in execution order (probed with one forward pass when not given).
+    """
+    if conv_layers is None:
+        conv_layers = probe_4d_modules(net, input_size, _device(net))
     if not conv_layers:
-        raise UserError("the network has no module with a 4-D output for Grad-CAM; pass --layer NAME")
+        raise ExplainInputError("the network has no module with a 4-D output for Grad-CAM")
     mods = dict(net.named_modules())
     for name in reversed(conv_layers):
         if not isinstance(mods[name], POOLING):
@@ -255,24 +249,38 @@ def default_gradcam_layer(net: nn.Module, conv_layers: Sequence[str]) -> str:
     return conv_layers[-1]
 
 
-def gradcam_layer_name(ctx) -> str:
-    """--layer (its first value), else default_gradcam_layer of the user's network."""
-    if ctx.args.layer:
-        return ctx.args.layer[0].split(",")[0].strip()
-    return default_gradcam_layer(ctx.net, ctx.conv_layers())
+def find_layer(net: nn.Module, name: str) -> nn.Module:
+    """A module of the user's network by name; an unknown name lists the valid ones."""
+    return find_module(net, name)
 
 
-def task_saliency(ctx) -> list[Path]:
+# ---------------------------------------------------------------- tasks
+
+def captions(ctx) -> list[str]:
+    """Per-image panel titles: file, true and predicted class with probability, explained class."""
+    import draw
+
+    probs, preds, targets = ctx.probs(), ctx.preds(), ctx.targets()
+    return [draw.caption(f, ctx.class_names, int(t), int(p), float(pr[p]), int(lb))
+            for f, t, p, pr, lb in zip(ctx.files, targets, preds, probs, ctx.labels)]
+
+
+def save_attribution(ctx, att, **extra: np.ndarray) -> Path:
+    """arrays/<method>.npz of an Attribution of the selected images (the one array format)."""
+    return save_maps(ctx.out, att.method, att.maps, ctx.files, att.targets, ctx.preds(), **extra)
+
+
+def task_saliency(ctx) -> VanillaResult:
     """Vanilla gradient maps (saliency.png, arrays/vanilla.npz) and the course-reference RGB variant."""
-    bs = ctx.settings["grad_batch_size"]
-    targets = ctx.targets()
-    maps = vanilla(ctx.model, ctx.images, targets, bs)
-    files = [_save(ctx, "vanilla", maps)]
-    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
+    import draw
+
+    att = ctx.attribution("vanilla")
+    files = [save_attribution(ctx, att)]
+    caps = captions(ctx)
+    files.append(draw.attribution_grid(ctx.images, att.maps, caps,
                                        "Saliency: max over channels of |d logit(target) / d pixel|",
                                        ctx.out / "saliency.png", unit="|gradient|"))
-    course = vanilla_course(ctx.model, ctx.images, targets, bs)
-    caps = _captions(ctx)
+    course = vanilla_course(ctx.model, ctx.images, att.targets, ctx.settings["grad_batch_size"])
     fig, axes = draw.figure(len(course), 2, cell=(3.0, 2.6),
                             title="Saliency, course variant\n|d cross-entropy / d pixel|, min-max per image, RGB")
     for i in range(len(course)):
@@ -280,67 +288,62 @@ def task_saliency(ctx) -> list[Path]:
         draw.show_image(axes[i, 1], course[i], "RGB gradient (normalised)")
     draw.layout(fig)
     files.append(draw.save(fig, ctx.out / "saliency_course.png"))
-    return files
+    return VanillaResult(files=files)
 
 
-def task_smoothgrad(ctx) -> list[Path]:
+def task_smoothgrad(ctx) -> SmoothGradResult:
     """SmoothGrad maps (smoothgrad.png, arrays/smoothgrad.npz)."""
-    s = ctx.settings
-    maps = smoothgrad(ctx.model, ctx.images, ctx.targets(), s["smoothgrad_n"], s["smoothgrad_sigma"], ctx.seed,
-                      s["grad_batch_size"], indices=ctx.indices)
-    files = [_save(ctx, "smoothgrad", maps)]
-    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
-                                       f"SmoothGrad: mean |gradient| over {s['smoothgrad_n']} noisy copies "
-                                       f"(noise std {s['smoothgrad_sigma']:g} x image range)",
+    import draw
+
+    att = ctx.attribution("smoothgrad")
+    n, sigma = att.options["n"], att.options["sigma"]
+    files = [save_attribution(ctx, att)]
+    files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx),
+                                       f"SmoothGrad: mean |gradient| over {n} noisy copies "
+                                       f"(noise std {sigma:g} x image range)",
                                        ctx.out / "smoothgrad.png", unit="mean |gradient|"))
-    return files
+    return SmoothGradResult(files=files, n=int(n), sigma=float(sigma))
 
 
-def task_ig(ctx) -> list[Path]:
+def task_ig(ctx) -> IGResult:
     """Integrated Gradients maps with completeness gaps (integrated_gradients.png, arrays/integrated_gradients.npz)."""
-    s = ctx.settings
-    maps, gaps = integrated_gradients(ctx.model, ctx.images, ctx.targets(), s["ig_steps"], s["ig_baseline"],
-                                      s["grad_batch_size"])
-    ctx.results["ig"] = {"steps": s["ig_steps"], "baseline": s["ig_baseline"], "gap_mean": float(gaps.mean()),
-                         "gap_max": float(gaps.max()), "gaps": {f: float(g) for f, g in zip(ctx.files, gaps)}}
-    files = [_save(ctx, "integrated_gradients", maps, gaps=gaps)]
-    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx),
-                                       f"Integrated Gradients ({s['ig_baseline']} baseline, {s['ig_steps']} steps): "
+    import draw
+
+    att = ctx.attribution("integrated_gradients")
+    steps, baseline, gaps = att.options["steps"], att.options["baseline"], att.gaps
+    files = [save_attribution(ctx, att, gaps=gaps)]
+    files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx),
+                                       f"Integrated Gradients ({baseline} baseline, {steps} steps): "
                                        f"red = for the class, blue = against",
                                        ctx.out / "integrated_gradients.png", signed=True, unit="attribution (logit)",
                                        per_row_note=[f"completeness gap {100 * g:.2f}%" for g in gaps]))
-    return files
+    return IGResult(files=files, steps=int(steps), baseline=str(baseline), gap_mean=float(gaps.mean()),
+                    gap_max=float(gaps.max()), gaps={f: float(g) for f, g in zip(ctx.files, gaps)})
 
 
-def task_gradcam(ctx) -> list[Path]:
+def task_gradcam(ctx) -> GradCAMResult:
     """Grad-CAM maps at --layer or the last 4-D layer (gradcam.png, arrays/gradcam.npz)."""
-    name = gradcam_layer_name(ctx)
-    maps = gradcam(ctx.model, ctx.layer(name), ctx.images, ctx.targets(), ctx.settings["grad_batch_size"])
-    ctx.results["gradcam"] = {"layer": name}
-    files = [_save(ctx, "gradcam", maps)]
-    files.append(draw.attribution_grid(ctx.images, maps, _captions(ctx), f"Grad-CAM at layer {name}",
+    import draw
+
+    att = ctx.attribution("gradcam")
+    files = [save_attribution(ctx, att)]
+    files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx), f"Grad-CAM at layer {att.layer}",
                                        ctx.out / "gradcam.png", unit="Grad-CAM (logit units)"))
-    return files
+    return GradCAMResult(files=files, layer=str(att.layer))
 
 
-def available_methods(out: Path, files: list[str]) -> list[tuple[str, np.ndarray]]:
-    """(method, maps) for every arrays/<method>.npz in `out` made for exactly these images, known methods first."""
-    found = sorted(p.stem for p in (Path(out) / "arrays").glob("*.npz"))
-    order = [m for m in COMPARE_ORDER if m in found] + [m for m in found if m not in COMPARE_ORDER]
-    out_list = []
-    for m in order:
-        arr = load_maps(Path(out) / "arrays" / f"{m}.npz")
-        if list(arr["files"]) == list(files) and arr["maps"].ndim == 3:
-            out_list.append((m, arr["maps"]))
-    return out_list
+def task_compare(ctx) -> CompareResult:
+    """attribution_comparison.png: rows = images, columns = original + every registered method (maps of this run)."""
+    import draw
+    import explain
 
-
-def task_compare(ctx) -> list[Path]:
-    """attribution_comparison.png: rows = images, columns = original + every method with arrays in the output."""
-    methods = available_methods(ctx.out, ctx.files)
-    if not methods:
-        raise Skipped("no attribution arrays for these images in the output folder (run an attribution task first)")
-    caps = _captions(ctx)
+    methods = []
+    for m in explain.method_names():
+        try:
+            methods.append((m, ctx.attribution(m).maps))
+        except Skipped:
+            continue
+    caps = captions(ctx)
     n = len(ctx.files)
     fig, axes = draw.figure(n, len(methods) + 1, cell=(2.5, 2.45),
                             title="Attribution methods compared (each map normalised per image: robust max = 1)")
@@ -351,9 +354,10 @@ def task_compare(ctx) -> list[Path]:
         signed = bool((maps < 0).any())
         for i in range(n):
             im = draw.show_overlay(axes[i, j], ctx.images[i], draw.normalize(maps[i], signed), signed,
-                                   title=TITLES.get(m, m) if i == 0 else None,
+                                   title=explain.get_method(m).title if i == 0 else None,
                                    vrange=(-1.0, 1.0) if signed else (0.0, 1.0))
         cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", fraction=0.02, pad=0.01, aspect=30)
         cb.set_label("signed, normalised" if signed else "normalised", fontsize=7)
         cb.ax.tick_params(labelsize=6)
-    return [draw.save(fig, ctx.out / "attribution_comparison.png")]
+    return CompareResult(files=[draw.save(fig, ctx.out / "attribution_comparison.png")],
+                         methods=[m for m, _ in methods], precision=ctx.precision)

@@ -12,6 +12,7 @@ if __package__ in (None, ""):   # `python report/build.py DIR` as well as `pytho
 
 from report.render_html import write_html  # noqa: E402
 from report.render_pdf import write_pdf  # noqa: E402
+from records import ReportResult  # noqa: E402
 from report.sections import build_report, read_json  # noqa: E402
 
 DATA_FILES = ["report.pdf", "confusion_matrix.csv", "predictions.csv", "trust.json", "trust.csv", "run.json"]
@@ -26,17 +27,12 @@ def build(out: Path, record: dict, in_run: bool = False) -> list[Path]:
     return [pdf, html]
 
 
-def run_record_so_far(ctx) -> dict:
-    """run.json's content as it stands now (main.py writes the file only after the last task)."""
-    import main
-
-    rows = list(ctx.cache.get("timings", []))
-    return main.run_record(ctx.args, ctx, rows, sum(sec for _, sec, _ in rows))
-
-
-def task_report(ctx) -> list[Path]:
-    """Write report.pdf and report.html from this run's output folder and record."""
-    return build(ctx.out, run_record_so_far(ctx), in_run=True)
+def task_report(ctx) -> ReportResult:
+    """Write report.pdf and report.html from this run's record and the files it wrote."""
+    record = ctx.record(sum(sec for _, sec, _ in ctx.timings))
+    files = build(ctx.out, record, in_run=True)
+    written = sorted({f for fs in record["files"].values() for f in fs if f.endswith(".png")})
+    return ReportResult(files=files, figures=written)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: output folder not found: {out}", file=sys.stderr)
         return 2
     record = read_json(out / "run.json")
-    if record is None:
-        print(f"note: {out}/run.json not found: the appendix will be short", file=sys.stderr)
-    for path in build(out, record if isinstance(record, dict) else {}):
+    if not isinstance(record, dict):
+        print(f"error: {out}/run.json not found or unreadable: the report reads only the files the run recorded",
+              file=sys.stderr)
+        return 2
+    for path in build(out, record):
         print(path)
     return 0
 

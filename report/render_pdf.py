@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 import draw  # noqa: E402
@@ -23,7 +24,12 @@ METADATA = {"Title": "HW5 explanation report", "Creator": "hw5 report/render_pdf
             "CreationDate": None}
 BODY_PT, MONO_PT = 9.0, 6.8
 BODY_CHARS, MONO_CHARS = 108, 124   # characters per line that fit the text width at those sizes
-MIN_SHOWN = 0.6      # a figure shown below this share of its drawn size is split over pages (tall figures)
+MIN_SHOWN = 0.35     # a figure shown below this share of its drawn size is split over pages (tall figures)
+SHRINK = 0.6         # a figure may shrink to this share of its fitted size to finish the current page
+SECTION_ROOM = 3.0   # inches a section needs left on the page to start there
+PRINT_DPI = 150      # figures are embedded at this resolution of their printed size (zoom in to read small text)
+MAX_HEIGHT = 0.47    # a figure that fits one page takes at most this share of the page height: two per page
+JPEG_QUALITY = 85    # figures are stored as JPEG: the demo's 21 figures take 9.4 MB as Flate, about 2.5 MB as JPEG
 
 
 def _line_h(pt: float) -> float:
@@ -83,20 +89,28 @@ class Pager:
 
     def image(self, path: Path, title: str, caption: str) -> None:
         """A PNG scaled to the text width (or the page height), title above and caption below; a very tall one
-        is cut at background rows into bands over several pages, so it keeps a readable size."""
-        img = plt.imread(str(path))
+        is cut at background rows into bands over several pages, so it keeps a readable size. The pixels are
+        resampled once to PRINT_DPI at their printed size and each band is embedded once (disjoint slices)."""
+        img = print_pixels(path)
         h, w = img.shape[:2]
         width = PAGE[0] - 2 * MARGIN
         cap_lines = textwrap.wrap(caption, BODY_CHARS + 6) or [""]
         title_h, cap_h = _line_h(BODY_PT + 1) + 0.05, len(cap_lines) * _line_h(BODY_PT - 0.5) + 0.2
         page_h = PAGE[1] - 2 * MARGIN - 0.1
-        fit = min(width / w, (page_h - title_h - cap_h) / h)
+        fit = min(width / w, (MAX_HEIGHT * page_h - title_h - cap_h) / h)
         readable = MIN_SHOWN / draw.STYLE["savefig.dpi"]    # inches per pixel at MIN_SHOWN of the PNG's size
         if fit < min(readable, width / w):     # too small on one page: bands over several pages instead
             scale = min(readable, width / w)
-            parts = bands(img, int((page_h - title_h) / scale), int((page_h - title_h - cap_h) / scale))
+            tall = True
         else:
-            scale, parts = fit, [img]
+            scale, tall = fit, False
+        if self.fig is not None and not tall:      # shrink into the rest of this page rather than leave it empty
+            room = self.room() - title_h - cap_h - 0.12
+            if room >= h * scale * SHRINK:
+                scale = min(scale, room / h)
+        img, scale = resample(img, scale)
+        h = img.shape[0]
+        parts = bands(img, int((page_h - title_h) / scale), int((page_h - title_h - cap_h) / scale)) if tall else [img]
         for k, part in enumerate(parts):
             last = k == len(parts) - 1
             need = title_h + part.shape[0] * scale + (cap_h if last else 0)
@@ -114,11 +128,36 @@ class Pager:
         self.y -= 0.15
 
 
+def print_pixels(path: Path) -> np.ndarray:
+    """A PNG as H x W x 3 uint8 RGB, transparency flattened onto white."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            flat.alpha_composite(im)
+            im = flat
+        return np.asarray(im.convert("RGB"))
+
+
+def resample(img: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """Pixels resampled (Lanczos) to PRINT_DPI at `scale` inches per pixel, never up; the new inches per pixel."""
+    h, w = img.shape[:2]
+    tw = min(w, max(1, round(w * scale * PRINT_DPI)))
+    if tw == w:
+        return img, scale
+    th = max(1, round(h * tw / w))
+    out = np.asarray(Image.fromarray(img).resize((tw, th), Image.Resampling.LANCZOS))
+    return out, scale * w / tw
+
+
 def bands(img: np.ndarray, max_h: int, last_h: int) -> list[np.ndarray]:
     """Cut an image into horizontal bands of at most max_h rows (the last at most last_h), preferring to cut
     at rows of plain background (the gaps between a figure's rows of panels)."""
     h = img.shape[0]
     rgb = img[..., :3] if img.ndim == 3 else img[..., None]
+    if rgb.dtype == np.uint8:
+        rgb = rgb.astype(np.float32) / 255.0
     plain = (np.abs(rgb - rgb[:, :1]).max(axis=(1, 2)) < 0.02)   # every pixel equals the row's first one
     cuts = [0]
     while h - cuts[-1] > last_h:
@@ -153,7 +192,7 @@ def table_lines(table: Table, chars: int) -> list[str]:
 
 
 def write_pdf(report: Report, out: Path, path: Path) -> Path:
-    """Render the report: each section starts a page; figures follow their section's text."""
+    """Render the report: sections flow on (a new page when little room is left); figures follow their text."""
     with plt.rc_context(STYLE), atomic(path) as tmp:
         with PdfPages(tmp, metadata=METADATA) as pdf:
             pager = Pager(pdf)
@@ -161,8 +200,10 @@ def write_pdf(report: Report, out: Path, path: Path) -> Path:
             pager.text(report.title, pt=15, weight="bold", chars=70)
             pager.text(report.subtitle, pt=BODY_PT, color="0.3", gap=0.2)
             for k, section in enumerate(report.sections):
-                if k:
+                if k and pager.room() < SECTION_ROOM:   # sections flow on; a new page only near the bottom
                     pager.new_page()
+                elif k:
+                    pager.y -= 0.25
                 pager.text(section.title, pt=12.5, weight="bold", chars=70, gap=0.1)
                 for para in section.paragraphs:
                     pager.text(para, gap=0.1)
@@ -180,4 +221,33 @@ def write_pdf(report: Report, out: Path, path: Path) -> Path:
                 for fig in section.figures:
                     pager.image(out / fig.file, f"{fig.title} ({fig.file})", fig.caption)
             pager.close()
+        jpeg_images(tmp)
     return path
+
+
+def jpeg_images(path: Path) -> None:
+    """Re-encode every embedded figure as JPEG, once per image object (matplotlib lists each on every page)."""
+    import io
+
+    import pypdf
+    from pypdf.generic import NameObject, NumberObject
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(path))
+    done: set[int] = set()
+    for page in writer.pages:
+        for ref in (page["/Resources"].get("/XObject") or {}).values():
+            obj = ref.get_object()
+            if ref.idnum in done or obj.get("/Subtype") != "/Image" or "/SMask" in obj:
+                continue
+            done.add(ref.idnum)
+            pixels = obj.decode_as_image().convert("RGB")   # matplotlib stores few-colour figures as palettes
+            buf = io.BytesIO()
+            pixels.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
+            obj.set_data(buf.getvalue())
+            for key in ("/DecodeParms", "/Predictor"):
+                obj.pop(key, None)
+            obj[NameObject("/Filter")] = NameObject("/DCTDecode")
+            obj[NameObject("/ColorSpace")] = NameObject("/DeviceRGB")
+            obj[NameObject("/BitsPerComponent")] = NumberObject(8)
+    with open(path, "wb") as f:
+        writer.write(f)

@@ -77,20 +77,20 @@ REFERENCES = {
                "Models. BMVC 2018.",
     "adebayo": "J. Adebayo et al. Sanity Checks for Saliency Maps. NeurIPS 2018.",
     "zhang": "J. Zhang et al. Top-down Neural Attention by Excitation Backprop (pointing game). ECCV 2016.",
+    "lundberg": "S. M. Lundberg, S.-I. Lee. A Unified Approach to Interpreting Model Predictions (SHAP). NeurIPS 2017.",
 }
 
 METHOD_NAMES = {
     "vanilla": "Vanilla gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
-    "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion", "random": "Random map",
+    "gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion", "shap": "SHAP", "random": "Random map",
 }
 METRIC_NAMES = {
     "deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC", "pointing_game": "pointing game",
     "mass_in_mask": "mass in mask", "mass_in_mask_ratio": "mass / mask share", "sanity_spearman": "sanity Spearman",
 }
-RANDOM_KEYS = ("random", "random_map", "random_baseline")
 # task results that have their own sentences (others are listed in the appendix as they are)
-KNOWN_RESULTS = {"confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
-                 "trust", "budget", "time_budget", "plan"}
+KNOWN_RESULTS = {"where", "shap", "audit", "confusion", "filters", "lime", "lime_classes", "ig", "gradcam", "occlusion", "deepdream", "classviz",
+                 "trust"}
 
 
 # ---------------------------------------------------------------- reading the folder
@@ -117,48 +117,21 @@ def read_confusion(path: Path) -> tuple[list[str], np.ndarray] | None:
     return names, counts
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """files/targets/preds of an arrays/<method>.npz (the maps are not needed), or None."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("files", "targets", "preds") if k in z.files}
-    except (OSError, ValueError):
+def _stat(v: dict[str, Any]) -> tuple[float, float | None, int] | None:
+    """(mean, std, n) of a trust.json cell {"mean", "std", "n"}; None when it holds no value."""
+    if v.get("mean") is None:
         return None
+    return float(v["mean"]), (None if v.get("std") is None else float(v["std"])), int(v["n"])
 
 
-def _stat(v: Any) -> tuple[float, float | None, int | None] | None:
-    """(mean, std, count) from a number, [mean, std] or {"mean", "std", "n"}; None when not a statistic."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return (float(v), None, None) if math.isfinite(v) else None
-    if isinstance(v, (list, tuple)) and 1 <= len(v) <= 2 and all(isinstance(x, (int, float)) for x in v):
-        return float(v[0]), (float(v[1]) if len(v) > 1 else None), None
-    if isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
-        n = next((v[k] for k in ("n", "count", "images") if isinstance(v.get(k), int)), None)
-        std = v.get("std")
-        return float(v["mean"]), (float(std) if isinstance(std, (int, float)) else None), n
-    return None
-
-
-def trust_table(obj: Any) -> dict[str, dict[str, tuple[float, float | None, int | None]]]:
-    """method -> metric -> (mean, std, count) from trust.json, whatever nesting holds the methods."""
-    if not isinstance(obj, dict):
-        return {}
-    for key in ("methods", "metrics", "results", "table"):
-        if isinstance(obj.get(key), dict):
-            found = trust_table(obj[key])
-            if found:
-                return found
+def trust_table(obj: dict[str, Any]) -> dict[str, dict[str, tuple[float, float | None, int]]]:
+    """method -> metric -> (mean, std, n) from trust.json's "methods" (in its order: the random baseline last)."""
     table = {}
-    for method, metrics in obj.items():
-        if isinstance(metrics, dict):
-            stats = {m: s for m, s in ((m, _stat(v)) for m, v in metrics.items() if m in METRIC_NAMES) if s}
-            if stats:
-                table[method] = stats
-    order = list(METHOD_NAMES)     # known methods in their usual order, the random baseline last
-    return dict(sorted(table.items(), key=lambda kv: (kv[0] in RANDOM_KEYS, order.index(kv[0]) if kv[0] in order
-                                                      else len(order), kv[0])))
+    for method, row in obj["methods"].items():
+        stats = {m: st for m, st in ((m, _stat(row[m])) for m in METRIC_NAMES if m in row) if st}
+        if stats:
+            table[method] = stats
+    return dict(sorted(table.items(), key=lambda kv: kv[0] == "random"))
 
 
 # ---------------------------------------------------------------- small text helpers
@@ -229,12 +202,20 @@ class Run:
         """Class names from the run record, else from confusion_matrix.csv."""
         if self.record.get("class_names"):
             return list(self.record["class_names"])
-        cm = read_confusion(self.out / "confusion_matrix.csv")
+        cm = self.confusion()
         return cm[0] if cm else []
 
+    def confusion(self) -> tuple[list[str], np.ndarray] | None:
+        """This run's confusion_matrix.csv (class names, counts), or None."""
+        return read_confusion(self.out / "confusion_matrix.csv") if self.fresh("confusion_matrix.csv") else None
+
+    def json_file(self, name: str) -> Any:
+        """A JSON file this run wrote (e.g. trust.json), or None."""
+        return read_json(self.out / name) if self.fresh(name) else None
+
     def exists(self, name: str) -> bool:
-        """Whether the output folder holds this file."""
-        return (self.out / name).is_file()
+        """Whether this run wrote the file (run.json's per-task file lists) and it is in the output folder."""
+        return self.fresh(name) and (self.out / name).is_file()
 
     def ran(self, task: str) -> str | None:
         """'ran', 'skipped: why', or None when the run record lists the task as not run (or is absent)."""
@@ -244,27 +225,16 @@ class Run:
         return what if str(what).startswith("skipped") else "ran"
 
     def fresh(self, name: str) -> bool:
-        """False only when the run record lists what each task wrote and this file is not among them."""
-        tasks = self.record.get("tasks")
-        if not tasks:
-            return True
-        written = {p.strip() for what in tasks.values() for p in str(what).split(",")}
-        return name in written
+        """Whether the run record lists the file among those its tasks wrote."""
+        return any(name in files for files in (self.record.get("files") or {}).values())
 
     def setting(self, key: str, default: Any = None) -> Any:
         """One setting, or default."""
         return self.settings.get(key, default)
 
     def images(self) -> list[dict]:
-        """The explained images: file, label, pred, target (run record, else arrays/vanilla.npz)."""
-        if self.record.get("images"):
-            return list(self.record["images"])
-        for method in ("vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion"):
-            arr = read_arrays(self.out / "arrays" / f"{method}.npz")
-            if arr and {"files", "targets", "preds"} <= set(arr):
-                return [{"file": str(f), "label": -1, "pred": int(p), "target": int(t)}
-                        for f, t, p in zip(arr["files"], arr["targets"], arr["preds"])]
-        return []
+        """The explained images: file, label, pred, target (from the run record)."""
+        return list(self.record.get("images") or [])
 
     def images_phrase(self, short: bool = False) -> str:
         """'the 4 selected images (a.jpg: true Bread, predicted Bread; ...)', or with file names only."""
@@ -289,25 +259,19 @@ class Run:
     def eval_split_phrase(self) -> str:
         """'the whole validation split (230 images)' from the confusion task's record and CSV."""
         res = self.results.get("confusion") or {}
-        cm = read_confusion(self.out / "confusion_matrix.csv")
+        cm = self.confusion()
         n = res.get("images") or (int(cm[1].sum()) if cm else None)
         split = res.get("split") or "evaluation"
         return f"the whole {split} split" + (f" ({n} images)" if n else "")
 
     def layers(self, task: str) -> str | None:
-        """Layer name(s) a task recorded in its results, else the --layer flags, else None."""
+        """Layer name(s) a task recorded: Grad-CAM's `layer`, the filters' and Deep Dream's `layers`; else None."""
         res = self.results.get(task)
-        if isinstance(res, dict):
-            for key in ("layers", "layer"):
-                v = res.get(key)
-                if isinstance(v, str):
-                    return v
-                if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-                    return ", ".join(v)
-                if isinstance(v, dict) and v:
-                    return ", ".join(sorted(map(str, v), key=natural_key))
-        flags = (self.record.get("arguments") or {}).get("layer")
-        return ", ".join(flags) if flags else None
+        if not res:
+            return None
+        if task == "gradcam":
+            return res["layer"]
+        return ", ".join(sorted(res["layers"], key=natural_key)) or None
 
 
 # ---------------------------------------------------------------- figures and captions
@@ -347,6 +311,17 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
     "filter_activations.png": ("filters", "Filter activations", lambda r, layer: (
         f"Activation maps of the visualised filters ({_layer_text(r, 'filters', layer, 'default layer')}) on "
         f"{r.images_phrase(short=True)}; the filter's mean activation above each map.")),
+    "filter_examples.png": ("filters", "Filter dataset examples", lambda r, layer: (
+        "Dataset examples (Olah et al. 2017): each visualised filter's optimised image (robust) beside the "
+        f"images of {(r.results.get('filters') or {}).get('examples_split') or 'the evaluation split'}/ with the "
+        "highest mean activation, the filter's activation map over each "
+        f"({_layer_text(r, 'filters', layer, 'default layer')}).")),
+    "where_classes.png": ("where", "Mean Grad-CAM map per class", lambda r, _: (
+        "Each class's mean Grad-CAM map of the true class (each map divided by its mass first) over "
+        + (f"{sum((r.results.get('where') or {}).get('class_images', {}).values())} images of "
+           f"{(r.results.get('where') or {}).get('class_split')}/ (the first of each class in listing order)"
+           if (r.results.get('where') or {}).get('class_split') not in (None, 'selected') else "the selected images")
+        + "; each panel gives the share of the mean map in the border band.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (
         f"Row-normalised confusion matrix of {r.eval_split_phrase()} with counts in every cell; rows are true "
         "classes (with each class's accuracy), columns predicted classes.")),
@@ -372,6 +347,10 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"Integrated Gradients (Sundararajan et al. 2017): {_params(r, ('ig_steps', 'steps'), ('ig_baseline', 'baseline'))}, "
         "trapezoid rule, (x - x') times the mean gradient summed over channels (red = for the class, blue = "
         f"against); each row gives its completeness gap; {r.images_phrase(short=True)}.")),
+    "shap.png": ("shap", "SHAP (Partition explainer)", lambda r, _: (
+        f"SHAP (Lundberg & Lee 2017): Owen values of the explained class's probability "
+        f"({_params(r, ('shap_max_evals', 'max evals'), ('shap_masker', 'masker'))}), summed over the colour channels, "
+        f"in probability units with a diverging colour bar; original, map and overlay for {r.images_phrase(short=True)}.")),
     "attribution_comparison.png": ("compare", "All attribution methods side by side", lambda r, _: (
         f"Rows: {r.images_phrase(short=True)}; columns: the image and an overlay of every attribution map this run saved "
         "in arrays/, each normalised to its robust maximum.")),
@@ -411,8 +390,6 @@ def figure(run: Run, name: str, section: Section, layer: str | None = None) -> N
     if name != base and layer is None:
         layer = name[len(base) - 3:-4]
     text = caption(run, layer)
-    if not run.fresh(name):
-        text += " Note: this file was not written by this run; it is left from an earlier run in the same folder."
     section.figures.append(Figure(name, title + (f" ({layer})" if layer and name != base else ""), text))
 
 
@@ -420,8 +397,9 @@ def layer_figures(run: Run, base: str) -> list[str]:
     """A per-layer figure family: base.png, then base_<layer>.png for every further layer in the folder."""
     stem = base[:-4]
     others = [k[:-4] for k in FIGURES if k.startswith(stem + "_")]
-    extra = sorted(p.name for p in run.out.glob(f"{stem}_*.png")
-                   if not any(p.name.startswith(o) for o in others))
+    written = sorted({f for files in (run.record.get("files") or {}).values() for f in files})
+    extra = [f for f in written if f.startswith(stem + "_") and f.endswith(".png")
+             and not any(f.startswith(o) for o in others)]
     return [base] + extra
 
 
@@ -463,10 +441,79 @@ def saliency_section(run: Run) -> Section:
         text += (f" Maps explain the class chosen by --target {target}." if target else
                  " Maps explain the true class where it is known, else the predicted class.")
         s.paragraphs.append(text)
+    where = run.results.get("where")
+    if isinstance(where, dict) and where.get("methods"):
+        s.paragraphs.extend(where_sentences(where))
+        s.tables.append(where_table(where))
+    else:
+        state = run.ran("where")
+        s.notes.append("No measure of where the maps put their mass (" + (
+            f"task where {state}" if state and state != "ran" else "task where not run") + ").")
     figure(run, "saliency.png", s)
     if run.exists("saliency_course.png"):
         figure(run, "saliency_course.png", s)
+    if run.exists("where_classes.png"):
+        figure(run, "where_classes.png", s)
     return s
+
+
+REGION_NAMES = {"object": "on the object", "mark": "on the mark", "background": "on the background",
+                "centre": "in the centre", "border": "in the border band"}
+
+
+def where_table(w: dict) -> Table:
+    """Per method: the share of positive mass in each region, with the regions' area share last."""
+    regs = list(w["regions"])
+    rows = [[method_name(m)] + [fmt(v.get(r), 2) for r in regs] for m, v in w["methods"].items()]
+    rows.append(["(area share)"] + [fmt(w["area"].get(r), 2) for r in regs])
+    return Table(["method"] + [REGION_NAMES.get(r, r) for r in regs], rows,
+                 f"Share of positive attribution mass per region ({w['images']} selected images)")
+
+
+def where_sentences(w: dict) -> list[str]:
+    """Q1 in numbers: which region holds the mass against its area, per method and per class."""
+    out = []
+    area = w["area"]
+    if w.get("masks", "none") == "none":
+        band = 100 * float(w.get("border", 0.125))
+        out.append(f"Without masks we measure where the maps put their positive mass: in the centre or in the border "
+                   f"band (the pixels within {band:g}% of the side of an edge, {fmt(area.get('border'), 2)} of the area). "
+                   "A model that looks at the food should put less than the band's area share there.")
+        ratios = {m: v["border"] / area["border"] for m, v in w["methods"].items()
+                  if isinstance(v.get("border"), (int, float)) and area.get("border")}
+        if ratios:
+            out.append("Mass in the border band against its area: " + ", ".join(
+                f"{method_name(m)} {fmt(w['methods'][m]['border'], 2)} ({fmt(r, 2)}x)" for m, r in ratios.items()) + ".")
+    else:
+        out.append(f"With the demo's masks we measure the share of each map's positive mass on the object, "
+                   + ("on the planted mark " if "mark" in w["regions"] else "")
+                   + f"and on the background: the object covers {fmt(area.get('object'), 2)} of the image"
+                   + (f" and the mark {fmt(area.get('mark'), 3)}" if "mark" in area else "") + ".")
+        obj = {m: v["object"] / area["object"] for m, v in w["methods"].items()
+               if isinstance(v.get("object"), (int, float)) and area.get("object")}
+        if obj:
+            best = max(obj, key=obj.get)
+            out.append("Mass on the object against its area: " + ", ".join(
+                f"{method_name(m)} {fmt(w['methods'][m]['object'], 2)} ({fmt(r, 1)}x)" for m, r in obj.items())
+                + f"; {method_name(best)} concentrates most on the object.")
+        if "mark" in w["regions"]:
+            mk = [(m, v["mark"]) for m, v in w["methods"].items() if isinstance(v.get("mark"), (int, float))]
+            if mk:
+                out.append("Mass on the mark: " + ", ".join(f"{method_name(m)} {fmt(v, 3)}" for m, v in mk)
+                           + f" (its area share {fmt(area.get('mark'), 3)}).")
+    shares = w.get("class_shares") or {}
+    if shares:
+        where_from = (f"{sum(w.get('class_images', {}).values())} images of {w['class_split']}/"
+                      if w.get("class_split") != "selected" else "the selected images")
+        key = "border" if "border" in next(iter(shares.values())) else "object"
+        vals = {c: v[key] for c, v in shares.items() if isinstance(v.get(key), (int, float))}
+        if vals:
+            lo, hi = min(vals, key=vals.get), max(vals, key=vals.get)
+            what = "in the border band" if key == "border" else "on the object"
+            out.append(f"Per class (Grad-CAM at {w.get('class_layer')}, {where_from}): the share {what} ranges from "
+                       f"{fmt(vals[lo], 2)} ({lo}) to {fmt(vals[hi], 2)} ({hi}); the class mean maps are in "
+                       "where_classes.png.")
+    return out
 
 
 def filter_sentences(res: dict) -> list[str]:
@@ -492,6 +539,22 @@ def filter_sentences(res: dict) -> list[str]:
     return out
 
 
+def example_sentences(res: dict) -> list[str]:
+    """Per layer: which images excite the filters most (dataset examples)."""
+    out = []
+    for layer, r in sorted((res.get("layers") or {}).items(), key=lambda kv: natural_key(kv[0])):
+        ex = r.get("examples") if isinstance(r, dict) else None
+        if not isinstance(ex, dict) or not ex:
+            continue
+        k = len(next(iter(ex.values())))
+        bits = "; ".join(f"#{f}: {', '.join(e['file'] for e in rows)} (mean {fmt(rows[0]['activation'], 2)} at most)"
+                         for f, rows in list(ex.items())[:4])
+        out.append(f"Dataset examples at layer {layer}: the {k} images of {res.get('examples_split') or 'the evaluation'}/ "
+                   f"({res.get('examples_images', '?')} scanned) with the highest mean activation of each filter, "
+                   f"shown in filter_examples.png beside the optimised images. For instance {bits}.")
+    return out
+
+
 def filters_section(run: Run) -> Section:
     """Question 2: what do the filters respond to?"""
     s = Section("2. Filter visualization and activations: what do the filters respond to?", refs=["erhan", "olah"])
@@ -502,8 +565,11 @@ def filters_section(run: Run) -> Section:
     res = run.results.get("filters")
     if isinstance(res, dict):
         s.paragraphs.extend(filter_sentences(res))
+    if isinstance(res, dict):
+        s.paragraphs.extend(example_sentences(res))
     layers = (run.layers("filters") or "").split(", ")
-    for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png"):
+    for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png",
+                 "filter_examples.png"):
         names = layer_figures(run, base)
         # the unsuffixed figure shows the one recorded layer that has no suffixed file
         first = [l for l in layers if l and f"{base[:-4]}_{l}.png" not in names]
@@ -543,6 +609,64 @@ def confusion_sentences(names: list[str], counts: np.ndarray, split: str | None)
     return out
 
 
+def why_sentences(names: list[str], counts: np.ndarray, where: Any, k: int = 3) -> list[str]:
+    """Q3: the largest confusions, which of them go both ways, and what the maps show for them and for the mark."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    if off.max() <= 0:
+        return []
+    totals = np.maximum(counts.sum(1), 1)
+    cells = sorted(((int(off[i, j]), i, j) for i in range(len(names)) for j in range(len(names)) if off[i, j] > 0),
+                   key=lambda c: (-c[0], c[1], c[2]))[:k]
+    out = ["The largest confusions in confusion_matrix.csv: " + "; ".join(
+        f"{names[i]} predicted as {names[j]} {n} times ({fmt(100 * n / totals[i], 0)}% of {names[i]})"
+        for n, i, j in cells) + "."]
+    pairs = list(dict.fromkeys(tuple(sorted((i, j))) for _, i, j in cells if off[j, i] > 0))
+    if pairs:
+        out.append("Confused both ways, so the two classes share a cue the model relies on: " + "; ".join(
+            f"{names[i]} and {names[j]} ({int(off[i, j])} and {int(off[j, i])} images)" for i, j in pairs) + ".")
+    w = where if isinstance(where, dict) else {}
+    shares = w.get("class_shares") or {}
+    key = "object" if w.get("masks", "none") != "none" else "centre"
+    area = (w.get("class_area") or {}).get(key)
+    bits = []
+    for _, i, j in cells:
+        a, b = (shares.get(names[c], {}).get(key) for c in (i, j))
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            bits.append(f"{names[i]} {fmt(a, 2)} and {names[j]} {fmt(b, 2)}")
+    if bits and area:
+        where_txt = "on the object" if key == "object" else "in the centre"
+        out.append(f"Grad-CAM's share of mass {where_txt} ({fmt(area, 2)} of the area) for the confused classes: "
+                   + "; ".join(dict.fromkeys(bits)) + ". " + (
+                       "Both classes of each pair are explained by the object itself, so what they share is on the "
+                       "object (its shape, colour or texture), not in the background." if key == "object" else
+                       "Where both classes of a pair keep their mass in the centre, the shared cue is on the food."))
+    mark = w.get("class_mark") or {}
+    ratio = {c: v["share"] / v["area"] for c, v in mark.items()
+             if isinstance(v.get("share"), (int, float)) and v.get("area")}
+    if ratio:
+        top = max(ratio, key=ratio.get)
+        rest = [v["share"] for c, v in mark.items() if c != top and isinstance(v.get("share"), (int, float))]
+        text = (f"The planted mark: on marked images, Grad-CAM puts {fmt(mark[top]['share'], 3)} of its mass on the mark "
+                f"for {top} ({fmt(ratio[top], 1)}x the mark's area share of {fmt(mark[top]['area'], 3)})"
+                + (f", against {fmt(float(np.mean(rest)), 3)} on average for the other classes" if rest else "") + ".")
+        acc = (w.get("mark_accuracy") or {}).get(top) or {}
+        if isinstance(acc.get("with"), (int, float)) and isinstance(acc.get("without"), (int, float)):
+            text += (f" {top}'s accuracy is {fmt(acc['with'], 2)} on its {acc['n_with']} marked images and "
+                     f"{fmt(acc['without'], 2)} on its {acc['n_without']} unmarked ones.")
+        pred = (w.get("mark_predicted") or {}).get(top)
+        if isinstance(pred, (int, float)):
+            text += f" Of all marked images, {fmt(100 * pred, 0)}% are predicted as {top}: the model leans on the mark."
+        out.append(text)
+    lime = (w.get("methods") or {}).get("lime") or {}
+    if isinstance(lime.get(key), (int, float)) and (w.get("area") or {}).get(key):
+        out.append(f"LIME's positive weight on the selected images lies {fmt(lime[key], 2)} "
+                   f"{'on the object' if key == 'object' else 'in the centre'} (area {fmt(w['area'][key], 2)})"
+                   + (f" and {fmt(lime['mark'], 3)} on the mark" if isinstance(lime.get("mark"), (int, float)) else "")
+                   + "; lime_classes.png shows each class's most confident right and wrong image.")
+    return out
+
+
 def confusion_table(names: list[str], counts: np.ndarray) -> Table:
     """Per class: images, accuracy, the class it is most often mistaken for."""
     rows = []
@@ -558,12 +682,12 @@ def confusion_table(names: list[str], counts: np.ndarray) -> Table:
 
 def lime_sentences(res: dict) -> list[str]:
     """How well LIME's local linear model fits, and how many superpixels it used."""
-    r2 = res.get("local_fit_r2_pred") or res.get("local_fit_r2") or {}   # R^2 of the predicted class's fit
+    r2 = res["local_fit_r2"]   # R^2 of the explained class's local fit
     sp = res.get("superpixels") or {}
     vals = [v for v in r2.values() if isinstance(v, (int, float))]
     if not vals:
         return []
-    text = (f"LIME's local linear model for the predicted class fits the perturbed predictions with R^2 from "
+    text = (f"LIME's local linear model for the explained class fits the perturbed predictions with R^2 from "
             f"{fmt(min(vals), 2)} to "
             f"{fmt(max(vals), 2)} (mean {fmt(float(np.mean(vals)), 2)}) over the {len(vals)} selected images")
     counts = [v for v in sp.values() if isinstance(v, int)]
@@ -593,10 +717,11 @@ def lime_section(run: Run) -> Section:
         "LIME (Ribeiro et al. 2016) switches SLIC superpixels (Achanta et al. 2012) on and off, fits a weighted "
         "linear model to the class probabilities of the perturbed images and reports each superpixel's weight for "
         "the explained class. The confusion matrix shows which labels the model gets right and which it mixes up.")
-    cm = read_confusion(run.out / "confusion_matrix.csv")
+    cm = run.confusion()
     if cm:
         res = run.results.get("confusion") or {}
         s.paragraphs.extend(confusion_sentences(cm[0], cm[1], res.get("split")))
+        s.paragraphs.extend(why_sentences(cm[0], cm[1], run.results.get("where")))
         s.tables.append(confusion_table(*cm))
     else:
         s.notes.append("confusion_matrix.csv is not in this output folder (task confusion not run or skipped): "
@@ -654,17 +779,36 @@ def further_sentences(run: Run) -> list[str]:
     return out
 
 
+def shap_sentences(res: Any) -> list[str]:
+    """SHAP (task shap's results): what it explains, with which masker and budget, and how its values add up."""
+    if not isinstance(res, dict) or not isinstance(res.get("base_values"), dict) or not res["base_values"]:
+        return []
+    base = [v for v in res["base_values"].values() if isinstance(v, (int, float))]
+    sums = [v for v in (res.get("sum") or {}).values() if isinstance(v, (int, float))]
+    out = [f"SHAP (Lundberg & Lee 2017) uses the shap package's Partition explainer: Owen values of the explained "
+           f"class's probability over a hierarchy of image rectangles, hidden with a {res.get('masker', '?')} masker, "
+           f"{res.get('max_evals', '?')} model evaluations per image ({res.get('precision', 'fp32')}). Each map adds "
+           f"up to p(image) - p(fully blurred image): the blurred image keeps a probability of {fmt(min(base), 2)} "
+           f"to {fmt(max(base), 2)} over the {len(base)} selected images"
+           + (f", and the maps sum to {fmt(min(sums), 2)} to {fmt(max(sums), 2)}" if sums else "") + "."]
+    gap = res.get("additivity_gap_max")
+    if isinstance(gap, (int, float)) and math.isfinite(gap):
+        out.append(f"Against this run's own predictions the sums miss p(image) - p(blurred) by at most {gap:.1e}.")
+    return out
+
+
 def further_section(run: Run) -> Section:
     """Question 4: the further methods, with references."""
-    s = Section("4. Further methods: Grad-CAM, SmoothGrad, Integrated Gradients, Deep Dream, class models, occlusion",
-                refs=["selvaraju", "smilkov", "sundararajan", "zeiler", "mordvintsev", "simonyan"])
+    s = Section("4. Further methods: Grad-CAM, SmoothGrad, Integrated Gradients, SHAP, Deep Dream, class models, "
+                "occlusion", refs=["selvaraju", "smilkov", "sundararajan", "lundberg", "zeiler", "mordvintsev", "simonyan"])
     s.paragraphs.append(
         "Grad-CAM weights a convolutional layer's channels by their mean gradient; SmoothGrad averages gradients "
         "over noisy copies of the image; Integrated Gradients accumulates gradients along a path from a baseline "
         "image; occlusion measures the probability drop under a sliding grey patch; Deep Dream amplifies what a "
         "layer already sees in an image; class models synthesise an image the model rates as each class.")
     s.paragraphs.extend(further_sentences(run))
-    for name in ("gradcam.png", "smoothgrad.png", "integrated_gradients.png", "attribution_comparison.png",
+    s.paragraphs.extend(shap_sentences(run.results.get("shap")))
+    for name in ("gradcam.png", "smoothgrad.png", "integrated_gradients.png", "shap.png", "attribution_comparison.png",
                  "occlusion.png", "deepdream.png", "class_models.png"):
         figure(run, name, s)
     return s
@@ -682,8 +826,8 @@ def sanity_verdicts(obj: Any) -> dict[str, str]:
 def trust_sentences(table: dict, verdicts: dict[str, str] | None = None, threshold: float = 0.5) -> list[str]:
     """Each method's deletion/insertion AUC against the random map, sanity and ground-truth scores."""
     out = []
-    rnd = next((table[k] for k in RANDOM_KEYS if k in table), None)
-    methods = [m for m in table if m not in RANDOM_KEYS]
+    rnd = table.get("random")
+    methods = [m for m in table if m != "random"]
     for m in methods:
         bits = []
         for metric, better in (("deletion_auc", "lower"), ("insertion_auc", "higher")):
@@ -727,8 +871,8 @@ def trust_section(run: Run) -> Section:
         "compared with a random map. The sanity check (Adebayo et al. 2018) re-initialises the weights: a map that "
         "barely changes does not depend on what the model learned. Where ground-truth masks exist (the demo), "
         "the pointing game (Zhang et al. 2016) asks whether a map's maximum falls on the object.")
-    obj = read_json(run.out / "trust.json")
-    table = trust_table(obj)
+    obj = run.json_file("trust.json")
+    table = trust_table(obj) if obj else {}
     if table:
         sanity = obj.get("sanity") if isinstance(obj.get("sanity"), dict) else {}
         threshold = sanity.get("threshold") if isinstance(sanity.get("threshold"), (int, float)) else 0.5
@@ -757,8 +901,6 @@ def trust_section(run: Run) -> Section:
                               rows, "trust.json: mean ± std over images"))
         skipped = obj.get("skipped") if isinstance(obj.get("skipped"), dict) else {}
         s.notes.extend(f"{method_name(m)} not scored: {why}" for m, why in skipped.items())
-        if not run.fresh("trust.json"):
-            s.notes.append("trust.json was not written by this run; it is left from an earlier run in this folder.")
     elif obj is None:
         state = run.ran("trust")
         s.notes.append("trust.json is not in this output folder (" + (
@@ -768,6 +910,76 @@ def trust_section(run: Run) -> Section:
     for name in ("trust_curves.png", "sanity_check.png"):
         figure(run, name, s)
     return s
+
+
+# ---------------------------------------------------------------- audit section
+
+def audit_section(run: Run) -> Section | None:
+    """The whole-split audit (audit.csv, audit.png), only when this run wrote audit.csv; else None."""
+    if not (run.exists("audit.csv") and run.fresh("audit.csv")):
+        return None
+    with open(run.out / "audit.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    res = run.results.get("audit") if isinstance(run.results.get("audit"), dict) else {}
+    names = run.class_names
+    s = Section("6. Audit of a whole split: right for the wrong reason?", refs=["selvaraju", "petsiuk"])
+    split, n = res.get("split", "the audited"), len(rows)
+    grid, steps, border = res.get("grid", "?"), res.get("steps", "?"), res.get("border")
+    s.paragraphs.append(
+        f"The audit explains every image of the {split} split ({n} images) with a {grid}x{grid} Grad-CAM map of the "
+        f"predicted class (layer {res.get('layer', '?')}), a deletion AUC over the map's cells in {steps} steps, and the "
+        "share of the map's mass in the border band"
+        + (f" (the outer {border:g} of the side on each edge)" if isinstance(border, (int, float)) else "")
+        + (f"; engine {res['engine']}, {fmt(res['seconds'], 1)} s" if res.get("engine") and "seconds" in res else "")
+        + ".")
+    num = lambda r, k: float(r[k]) if r.get(k) not in (None, "") else math.nan  # noqa: E731
+    labelled = [r for r in rows if r["correct"] != ""]
+    if labelled:
+        s.paragraphs.append(f"Accuracy on the split: {fmt(sum(r['correct'] == '1' for r in labelled) / len(labelled))}; "
+                            f"mean border mass {fmt(_mean([num(r, 'border_mass') for r in rows]))}, mean deletion "
+                            f"AUC {fmt(_mean([num(r, 'deletion_auc') for r in rows]))}.")
+    s.paragraphs.append(
+        "Suspicion = confidence x spot mass x (1 - typical mass): the spot mass is the largest share of the map in "
+        f"one {res.get('spot', 3)}x{res.get('spot', 3)}-cell block, the typical mass its share on the region where "
+        "the split's per-cell median map holds half of its mass (where the model usually looks). It reads maps and "
+        "predictions "
+        "only, never a mask.")
+    top = sorted(rows, key=lambda r: int(r["suspicion_rank"]))[:int(res.get("top") or 16)]
+    marked = [r for r in rows if r.get("has_mark") not in (None, "")]
+    if marked and len(marked) == n:
+        hits = sum(r["has_mark"] == "1" for r in top)
+        share = sum(r["has_mark"] == "1" for r in rows) / n
+        s.paragraphs.append(f"Graded with the demo's mark masks (never read by the score): {hits} of the {len(top)} "
+                            f"most suspicious images carry the planted mark; {fmt(100 * share, 1)}% of the split does, "
+                            f"so about {fmt(share * len(top), 1)} would by chance.")
+    cls = lambda v: class_name(names, int(v)) if v not in ("", None) and int(v) >= 0 else "-"  # noqa: E731
+    head = ["rank", "file", "true", "predicted", "confidence", "suspicion", "spot", "typical"]
+    extra = ["mark mass", "mark"] if marked and len(marked) == n else []
+    s.tables.append(Table(head + extra, [
+        [r["suspicion_rank"], r["file"], cls(r["label"]), cls(r["pred"]), fmt(num(r, "confidence")),
+         fmt(num(r, "suspicion")), fmt(num(r, "spot_mass")), fmt(num(r, "typical_mass"))]
+        + ([fmt(num(r, "mark_mass")), "yes" if r["has_mark"] == "1" else "no"] if extra else []) for r in top],
+        "audit.csv: the most suspicious predictions"))
+    sizes = res.get("cluster_sizes") if isinstance(res.get("cluster_sizes"), list) else []
+    per = []
+    for c in range(len(names)):
+        mine = [r for r in rows if r["pred"] == str(c)]
+        if mine:
+            per.append([class_name(names, c), str(len(mine)), "/".join(map(str, sizes[c])) if c < len(sizes) else "-",
+                        fmt(_mean([num(r, "border_mass") for r in mine])),
+                        fmt(_mean([num(r, "suspicion") for r in mine]))])
+    if per:
+        s.tables.append(Table(["predicted class", "images", "attention patterns (sizes)", "border mass",
+                               "mean suspicion"], per, "Per predicted class"))
+    if run.exists("audit.png"):
+        s.figures.append(Figure("audit.png", "Audit: the most suspicious predictions and the class mean maps",
+                                f"The {len(top)} most suspicious images of {split}/ with the Grad-CAM map of the "
+                                "predicted class over each, then the mean normalised map of every predicted class."))
+    else:
+        s.notes.append("audit.png is not in this output folder.")
+    return s
+
+
 
 
 def appendix_section(run: Run, in_run: bool) -> Section:
@@ -801,20 +1013,19 @@ def appendix_section(run: Run, in_run: bool) -> Section:
     timings = r.get("timings") or {}
     if timings:
         tasks = r.get("tasks") or {}
-        trows = [[k, f"{float(timings[k]):.1f}", str(tasks.get(k, ""))] for k in run_order(timings)]
+        prec = {k: v.get("precision", "-") for k, v in run.results.items()}
+        trows = [[k, f"{float(timings[k]):.1f}", prec.get(k, "-"), str(tasks.get(k, ""))] for k in run_order(timings)]
         if in_run and "report" not in timings:
-            trows.append(["report", "-", "this report (still running when the table was written)"])
-        s.tables.append(Table(["task", "seconds", "files or note"], trows,
+            trows.append(["report", "-", "-", "this report (still running when the table was written)"])
+        s.tables.append(Table(["task", "seconds", "precision", "files or note"], trows,
                               "Per-task wall time" + (f" (total{' so far' if in_run else ''} {float(r['total_seconds']):.1f} s)"
                                                       if r.get("total_seconds") is not None else "")))
-    for key in ("budget", "time_budget", "plan"):      # the opt-in time-budget planner's changes, if recorded
-        table = results_table(run, key, "Time-budget planner: settings it changed") if key in run.results else \
-            (Table(["quantity", "value"], [[k, v] for k, v in flatten(r[key])][:24],
-                   "Time-budget planner: settings it changed") if isinstance(r.get(key), dict) else None)
-        if table and table.rows:
-            s.tables.append(table)
+    if r.get("budget"):      # the opt-in time-budget planner's changes
+        rows = [[k, v] for k, v in flatten(r["budget"])][:24]
+        if rows:
+            s.tables.append(Table(["quantity", "value"], rows, "Time-budget planner: settings it changed"))
     other = [(k, v) for task, res in run.results.items() if task not in KNOWN_RESULTS
-             for k, v in flatten(res, f"{task}.")][:24]
+             for k, v in flatten({key: val for key, val in res.items() if key != "precision"}, f"{task}.")][:24]
     if other:
         s.tables.append(Table(["quantity", "value"], [list(kv) for kv in other], "Other numbers the tasks recorded"))
     return s
@@ -844,6 +1055,9 @@ def build_report(out: Path, record: dict, in_run: bool = False) -> Report:
                 safe(lime_section, run, "3. LIME and the confusion matrix"),
                 safe(further_section, run, "4. Further methods"), safe(trust_section, run, "5. Trust"),
                 safe(lambda r: appendix_section(r, in_run), run, "Appendix: reproducibility")]
+    audit = safe(lambda r: audit_section(r) or Section(""), run, "6. Audit")   # issue 19: only when the audit ran
+    if audit.title:
+        sections.insert(-1, audit)
     arch = record.get("arch") if record else None
     data = record.get("data") if record else None
     subtitle = ", ".join(x for x in (f"model {arch}" if arch else "", f"data {Path(data).name}" if data else "",

@@ -24,9 +24,18 @@ def demo_data() -> Path:
     return demo.ensure_demo_data()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The test machine's 2 cores are shared: one thread avoids oversubscription (results do not depend on it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_ctx(out: Path, *extra: str) -> context.RunContext:
     """A run context on the demo (or whatever the extra flags say), writing into out."""
-    return context.build(main.parse_args(["--out", str(out), "--device", "cpu", *extra]))
+    return context.build(context.Options.from_args(main.parse_args(["--out", str(out), "--device", "cpu", *extra])))
 
 
 @pytest.fixture(scope="session")

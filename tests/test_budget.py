@@ -35,7 +35,7 @@ def test_time_budget_is_recorded_in_run_json(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     record = json.loads((out / "run.json").read_text())
-    plan = record["results"]["budget"]
+    plan = record["budget"]
     assert plan["seconds"] == 0.01 and plan["changes"] and "time budget: smoothgrad_n" in err
     assert record["settings"]["smoothgrad_n"] == budget.SCALABLE["smoothgrad_n"]
     assert record["results"]["ig"]["steps"] == budget.SCALABLE["ig_steps"]
@@ -51,37 +51,14 @@ def test_default_run_warns_when_predicted_too_slow(tmp_path, capsys, monkeypatch
     assert main.main(["--time-budget", "-3", "--task", "confusion", "--out", str(tmp_path / "o")]) == 2
 
 
-def _fake_rates(monkeypatch):
-    """A machine where bf16 forward passes run twice as fast as fp32 ones (no timing in the test)."""
-    monkeypatch.setattr(model, "native_bf16", lambda device: True)
-    monkeypatch.setattr(budget, "rate", lambda m, device, size, batch, grad, seconds=0.5:
-                        25.0 if grad else (200.0 if isinstance(m, model.Autocast) else 100.0))
-
-
-def test_budget_switches_forward_passes_to_bf16_first(tmp_path, capsys, monkeypatch):
-    """A budget that fp32 misses switches forward-only passes to bf16 before cutting samples, and says so."""
-    _fake_rates(monkeypatch)
-    names = ["lime"]
-    s = settings.resolve("cpu")
-    fp32 = 1.25 * sum(budget.predict(names, s, {"forward": 100.0, "backward": 25.0}, 4, 11, 0).values())
-    out = tmp_path / "o"
-    assert main.main(["--task", "lime", "--time-budget", str(fp32 * 0.6), "--out", str(out)]) == 0
-    err = capsys.readouterr().err
-    record = json.loads((out / "run.json").read_text())
-    assert record["precision"] == "bf16" and record["results"]["budget"]["precision"] == "bf16"
-    assert record["results"]["lime"]["precision"] == "bf16"
-    assert "precision: fp32 -> bf16" in err and "lime_samples" not in err   # 2x fits 0.6x: no sample cut
-    assert record["settings"]["lime_samples"] == s["lime_samples"]
-
-
-@pytest.mark.parametrize("flag", [["--precision", "fp32"], []])
-def test_budget_keeps_fp32_when_asked_or_when_it_fits(tmp_path, capsys, monkeypatch, flag):
-    """An explicit --precision fp32 is kept (samples are cut instead); a budget that fits changes nothing."""
-    _fake_rates(monkeypatch)
-    seconds = "0.5" if flag else "100000"
-    out = tmp_path / "o"
-    assert main.main(["--task", "lime", "--time-budget", seconds, "--out", str(out), *flag]) == 0
-    record = json.loads((out / "run.json").read_text())
-    assert record["precision"] == "fp32"
-    changes = record["results"]["budget"]["changes"]
-    assert (any(c.startswith("lime_samples") for c in changes) if flag else changes == [])
+def test_budget_scales_samples_and_keeps_the_precision(tmp_path, monkeypatch):
+    """A budget that the run misses cuts samples and keeps the run's precision; a budget that fits changes nothing."""
+    monkeypatch.setattr(budget, "rate", lambda m, device, size, batch, grad, seconds=0.5: 25.0 if grad else 100.0)
+    for seconds, precision in (("0.5", "fp32"), ("100000", "bf16")):
+        out = tmp_path / seconds
+        assert main.main(["--task", "lime", "--time-budget", seconds, "--out", str(out), "--precision", precision,
+                          "--set", "lime_samples=200"]) == 0
+        record = json.loads((out / "run.json").read_text())
+        assert record["precision"] == precision == record["results"]["lime"]["precision"]
+        changes = record["budget"]["changes"]
+        assert any(c.startswith("lime_samples") for c in changes) if seconds == "0.5" else changes == []

@@ -144,3 +144,49 @@ def test_split_loader_keeps_order_and_reports_bad_files(tmp_path):
     with pytest.raises(UserError) as err:
         list(dataset.batches(dataset.split_loader(images, 8, 2, workers=2)))
     assert "0_9.jpg" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_crop_matches_torchvision_resize_and_centre_crop(tmp_path):
+    """--resize crop: shorter side then centre crop, exactly torchvision's ImageNet eval transforms on PIL images."""
+    import torchvision.transforms as T
+
+    rng = np.random.default_rng(0)
+    for w, h, interp in ((300, 200, "bilinear"), (201, 333, "bicubic")):
+        path = tmp_path / f"p{w}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        mode = T.InterpolationMode.BICUBIC if interp == "bicubic" else T.InterpolationMode.BILINEAR
+        ref = np.asarray(T.CenterCrop(64)(T.Resize(73, interpolation=mode)(Image.open(path).convert("RGB"))),
+                         dtype=np.float32) / 255.0
+        ours = dataset.load_image(path, 64, resize=dataset.Resize("crop", 73, interp))
+        assert ours.shape == (64, 64, 3)
+        np.testing.assert_array_equal(ours, ref)
+    # default shorter side: torchvision's 256/224 ratio; stretch keeps the whole picture
+    assert dataset.Resize("crop").boxes(400, 300, 224) == ((341, 256), (58, 16, 282, 240))
+    assert dataset.Resize().boxes(400, 300, 224) == ((224, 224), None)
+    with pytest.raises(UserError, match="stretch or crop"):
+        dataset.Resize("zoom")
+
+
+def test_mask_is_cropped_like_its_image(tmp_path):
+    m = np.zeros((100, 200), dtype=np.uint8)
+    m[:, :50] = 255   # the left quarter
+    Image.fromarray(m).save(tmp_path / "m.png")
+    crop = dataset.load_mask(tmp_path / "m.png", 50, dataset.Resize("crop", 50))   # 100 x 50, centre 50 x 50
+    assert crop.shape == (50, 50) and not crop.any()                                 # the left quarter is cut away
+    assert dataset.load_mask(tmp_path / "m.png", 40)[:, :10].all()
+
+
+def test_plain_folder_selection_and_all(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (8, 8)).save(folder / f"IMG_{i:02d}.jpg")
+    images = dataset.open_split(folder, "images")
+    assert dataset.select(images, None, plain=True) == list(range(8))
+    assert dataset.select(images, ["all"], plain=True) == list(range(10))
+    assert dataset.select(images, None) == [0, 1, 2, 3]   # not a plain folder: the Food-11 rule
+
+
+def test_food11_tree_keeps_the_course_four_when_plain_is_off(food11_names):
+    images = dataset.open_split(food11_names, "training")
+    assert dataset.select(images, None, plain=False) == [83, 4218, 4707, 8598]

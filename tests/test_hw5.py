@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = ["saliency.png", "smoothgrad.png", "integrated_gradients.png", "gradcam.png", "attribution_comparison.png",
             "filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png", "lime.png",
             "lime_details.png", "lime_classes.png", "confusion_matrix.png", "confusion_matrix.csv", "predictions.csv",
-            "deepdream.png", "class_models.png", "occlusion.png", "trust_curves.png", "sanity_check.png",
+            "deepdream.png", "class_models.png", "occlusion.png", "shap.png", "trust_curves.png", "sanity_check.png",
             "trust.json", "trust.csv", "report.pdf", "report.html", "run.json"]
-METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion"]
+METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam", "lime", "occlusion", "shap"]
 
 
 def hw5(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 120

@@ -12,13 +12,20 @@ from lime.lime_image import LimeImageExplainer
 import demo
 import lime_explain as L
 from errors import Skipped
+from model import Autocast
 from outputs import load_maps
 
 FEW = 60   # samples for the tests that allow fewer than the default 1000
 
 
 def _fn(ctx, precision: str = "fp32"):
-    return L.classifier(ctx.model, ctx.device, ctx.settings["lime_batch_size"], precision)
+    model = ctx.model if precision == "fp32" else Autocast(ctx.model, ctx.device)
+    return L.classifier(model, ctx.settings["lime_batch_size"])
+
+
+def _all(ctx, n: int) -> list[list[int]]:
+    """Every class explained, for n images."""
+    return [list(range(ctx.num_classes))] * n
 
 
 def _seg(ctx):
@@ -32,7 +39,7 @@ def test_two_runs_identical_weights_and_figures(demo_data, tmp_path):
     for run in ("a", "b"):
         ctx = make_ctx(tmp_path / run, "--images", "0")
         assert ctx.settings["lime_samples"] == 1000
-        outs.append({p.name: p.read_bytes() for p in L.task_lime(ctx)})
+        outs.append({p.name: p.read_bytes() for p in L.task_lime(ctx).files})
     assert set(outs[0]) == {"lime.npz", "lime.png", "lime_details.png"}
     for name in outs[0]:
         assert outs[0][name] == outs[1][name], name
@@ -43,9 +50,9 @@ def test_two_runs_identical_weights_and_figures(demo_data, tmp_path):
 def test_same_alone_or_after_others(demo_ctx):
     """An image's explanation does not depend on which images were explained before it."""
     files = demo_ctx.files[:2]
-    seeds = [L.image_seed(demo_ctx, f) for f in files]
-    both = L.explain_images(_fn(demo_ctx), demo_ctx.images[:2], seeds, demo_ctx.num_classes, FEW, 4, _seg(demo_ctx))
-    alone = L.explain_images(_fn(demo_ctx), demo_ctx.images[1:2], seeds[1:], demo_ctx.num_classes, FEW, 4,
+    seeds = [L.image_seed(demo_ctx.seed, f) for f in files]
+    both = L.explain_images(_fn(demo_ctx), demo_ctx.images[:2], seeds, _all(demo_ctx, 2), FEW, 4, _seg(demo_ctx))
+    alone = L.explain_images(_fn(demo_ctx), demo_ctx.images[1:2], seeds[1:], _all(demo_ctx, 1), FEW, 4,
                              _seg(demo_ctx))
     c = int(demo_ctx.targets()[1])
     np.testing.assert_array_equal(L.superpixel_weights(both[1], c), L.superpixel_weights(alone[0], c))
@@ -66,8 +73,8 @@ def test_matches_stock_lime(demo_ctx):
 def test_top_superpixels_lie_on_the_object(demo_ctx, gt_batch):
     """Top-3 positive superpixels of the true class: their area inside the mask is >= 3x the mask's share."""
     images, masks, labels, files = gt_batch
-    exps = L.explain_images(_fn(demo_ctx), images, [L.image_seed(demo_ctx, f) for f in files],
-                            demo_ctx.num_classes, FEW, 8, _seg(demo_ctx))
+    exps = L.explain_images(_fn(demo_ctx), images, [L.image_seed(demo_ctx.seed, f) for f in files],
+                            [[int(c)] for c in labels], FEW, 8, _seg(demo_ctx))
     inside, share = [], []
     for e, m, c in zip(exps, masks, labels):
         top = np.isin(e.segments, L.top_superpixels(e, c, +1, k=3))
@@ -78,7 +85,7 @@ def test_top_superpixels_lie_on_the_object(demo_ctx, gt_batch):
 
 def test_lowest_ranked_class_and_every_superpixel(demo_ctx):
     """The class the model ranks last can be explained; every SLIC id 0..K-1 gets a weight for every class."""
-    exp = L.explain_images(_fn(demo_ctx), demo_ctx.images[:1], [1], demo_ctx.num_classes, FEW, 4, _seg(demo_ctx))[0]
+    exp = L.explain_images(_fn(demo_ctx), demo_ctx.images[:1], [1], _all(demo_ctx, 1), FEW, 4, _seg(demo_ctx))[0]
     low = int(demo_ctx.probs()[0].argmin())
     k = int(exp.segments.max()) + 1
     np.testing.assert_array_equal(np.unique(exp.segments), np.arange(k))
@@ -107,7 +114,7 @@ def test_pick_examples_skips_missing_wrong():
 
 def test_classes_figure_with_and_without_wrong(demo_ctx, tmp_path):
     """lime_classes.png draws a wrong panel when there is one and a note when there is none."""
-    exp = L.explain_images(_fn(demo_ctx), demo_ctx.images[:1], [3], demo_ctx.num_classes, 20, 4, _seg(demo_ctx))[0]
+    exp = L.explain_images(_fn(demo_ctx), demo_ctx.images[:1], [3], _all(demo_ctx, 1), 20, 4, _seg(demo_ctx))[0]
     ex = {"image": demo_ctx.images[0], "exp": exp, "pred": 1, "true": 0, "file": "x.jpg", "caption": "x.jpg"}
     rows = [{"cls": 0, "accuracy": 0.5, "confused": 1, "correct": dict(ex, pred=0), "wrong": ex},
             {"cls": 1, "accuracy": float("nan"), "confused": -1, "correct": None, "wrong": None}]

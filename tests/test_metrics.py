@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import main
+import explain
 import metrics
 import saliency
 import settings
@@ -52,7 +53,7 @@ def test_zero_map_deletion_curve_is_finite(demo_model, demo_ctx):
 def test_gradcam_more_faithful_than_random_on_demo(demo_model, demo_ctx, gt_batch):
     x, _, labels, _ = gt_batch
     x, labels = x[::2][:6], labels[::2][:6]                  # one correctly classified image per class, six classes
-    cam = saliency.gradcam(demo_model, demo_ctx.layer(demo_ctx.conv_layers()[-1]), x, labels)
+    cam = saliency.gradcam(demo_model, x, labels, demo_ctx.layer(demo_ctx.conv_layers()[-1]))
     rnd = np.random.default_rng(0).random(cam.shape)
     result = {}
     for name, maps in (("gradcam", cam), ("random", rnd)):
@@ -66,8 +67,8 @@ def test_gradcam_more_faithful_than_random_on_demo(demo_model, demo_ctx, gt_batc
 def test_vanilla_gradient_decorrelates_after_full_randomisation(demo_ctx):
     model = demo_ctx.model
     before = [p.detach().clone() for p in model.parameters()]
-    res = metrics.cascade(model, demo_ctx.net, None, demo_ctx.images[:1], demo_ctx.targets()[:1],
-                          {"vanilla": lambda m, layer, x, t: saliency.vanilla(m, x, t)}, seed=0)
+    res = metrics.cascade(model, demo_ctx.net, demo_ctx.images[:1], demo_ctx.targets()[:1],
+                          {"vanilla": lambda m, x, t: saliency.vanilla(m, x, t)}, seed=0)
     rho = res["spearman"]["vanilla"]
     assert res["layers"][0] == "original" and res["layers"][1] == "fc.4" and res["layers"][-1] == "cnn.0"
     assert rho[0, 0] == pytest.approx(1.0)
@@ -84,39 +85,133 @@ def test_sanity_verdict_flags_high_correlation():
     assert rows["vanilla"]["sanity_check"] == "fails sanity check"
     assert rows["gradcam"]["sanity_check"] == "passes"
     assert rows["random"]["sanity_check"] == "not applicable"
-    assert rows["random"]["pointing_game"] == {"mean": None, "std": None, "n": 0}
+    assert rows["random"]["pointing_game"] == {"mean": None, "std": None, "lo": None, "hi": None, "n": 0}
 
 
-def test_trust_full_flag_selects_full_settings_and_set_wins():
-    def fake(*flags: str) -> SimpleNamespace:
-        args = main.parse_args(list(flags))
-        return SimpleNamespace(args=args, device=torch.device("cpu"),
-                               settings=settings.resolve("cpu", args.full, args.set))
-    assert metrics.trust_settings(fake())["deletion_steps"] == settings.resolve("cpu")["deletion_steps"]
-    assert metrics.trust_settings(fake("--trust", "full"))["deletion_steps"] == settings.FULL["deletion_steps"]
-    assert metrics.trust_settings(fake("--trust", "full", "--set", "deletion_steps=8"))["deletion_steps"] == 8
+def test_bootstrap_interval_is_seeded_and_covers_the_mean():
+    v = np.random.default_rng(1).normal(0.3, 0.1, 40)
+    a = metrics.bootstrap(v, np.random.default_rng(7), 2000)
+    assert a == metrics.bootstrap(v, np.random.default_rng(7), 2000)           # seeded: same interval
+    assert a["n"] == 40 and a["lo"] < a["mean"] < a["hi"]
+    half = 1.96 * v.std() / math.sqrt(40)                                       # normal approximation
+    assert a["hi"] - a["lo"] == pytest.approx(2 * half, rel=0.2)
+    const = metrics.bootstrap([0.5] * 5, np.random.default_rng(0))
+    assert const["lo"] == const["hi"] == 0.5
+    gain = metrics.paired_gain([0.4, 0.5, 0.6], [0.1, 0.2, 0.3], np.random.default_rng(0))
+    assert gain["lo"] == pytest.approx(0.3) and gain["hi"] == pytest.approx(0.3)   # the pairs, not the spread
 
 
-def test_trust_task_writes_tables_and_figures(tmp_path, demo_data):
+def test_trust_counts_follow_multiply_adds():
+    import budget
+
+    s = settings.resolve("cpu", trust_full=True)   # issue 17's protocol (--trust full)
+    assert budget.trust_counts(73_696_640, settings.resolve("cpu"))["per_class"] == 0   # default: the selected images
+    demo_counts = budget.trust_counts(73_696_640, s)
+    assert (demo_counts["per_class"], demo_counts["sampled_per_class"], demo_counts["sanity"]) == (3, 1, 8)
+    big = budget.trust_counts(1_100_000_000, s)                                  # full-size hw3
+    assert (big["per_class"], big["sampled_per_class"], big["sanity"]) == (0, 0, 1)
+    seq = [budget.trust_counts(m, s) for m in (1e7, 1e8, 2e8, 3e8, 4e8, 1e9, 1e10)]
+    for a, b in zip(seq, seq[1:]):                                               # heavier models never get more
+        assert all(b[k] <= a[k] for k in ("per_class", "sampled_per_class", "sanity"))
+    assert all(c["sampled_per_class"] >= (1 if c["per_class"] else 0) for c in seq)   # one per class at least
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 5))
+    assert budget.model_macs(net, 8) == 4 * 8 * 8 * 3 * 9 + 4 * 8 * 8 * 5
+
+
+def test_shortcut_score_is_the_share_on_the_mark(demo_ctx):
+    mark = np.zeros((2, 16, 16), bool)
+    mark[:, :4, :4] = True
+    on = mark.astype(np.float32)                                                 # all mass on the mark
+    spread = np.ones((2, 16, 16), np.float32)
+    marked = {"marks": mark, "labels": np.array([9, 3]), "files": ["a", "b"], "shortcut_class": 9}
+    out = metrics.shortcut_scores(marked, {"on": {"idx": [0, 1], "maps": on}, "spread": {"idx": [0, 1],
+                                                                                         "maps": spread}},
+                                  {"trust_bootstrap": 100}, demo_ctx)
+    assert out["on"]["shortcut_class"]["mean"] == 1.0 and out["on"]["shortcut_class"]["n"] == 1
+    assert out["on"]["reveals_shortcut"] and not out["spread"]["reveals_shortcut"]
+    assert out["spread"]["other_classes"]["mean"] == pytest.approx(16 / 256)
+    assert out["spread"]["mark_area_share"] == pytest.approx(16 / 256)
+
+
+def test_trust_full_flag_selects_full_settings_and_set_wins(tmp_path, demo_data):
+    assert metrics.trust_settings(make_ctx(tmp_path))["deletion_steps"] == settings.resolve("cpu")["deletion_steps"]
+    full = make_ctx(tmp_path, "--trust", "full")
+    assert metrics.trust_settings(full)["deletion_steps"] == settings.FULL["deletion_steps"]
+    assert full.settings["lime_samples"] == settings.resolve("cpu")["lime_samples"]   # only the trust keys change
+    assert metrics.trust_settings(make_ctx(tmp_path, "--trust", "full", "--set", "deletion_steps=8")
+                                  )["deletion_steps"] == 8
+
+
+def test_trust_task_on_selected_images_when_the_model_is_too_costly(tmp_path, demo_data):
     ctx = make_ctx(tmp_path, "--set", "trust_images=2", "--set", "deletion_steps=8", "--set", "sanity_smoothgrad_n=2",
-                   "--set", "sanity_ig_steps=2")
+                   "--set", "sanity_ig_steps=2", "--set", "trust_ref_macs=1000")   # 1000 MACs: no validation images
     t, p = ctx.targets(), ctx.preds()
-    save_maps(ctx.out, "vanilla", saliency.vanilla(ctx.model, ctx.images, t), ctx.files, t, p)
-    save_maps(ctx.out, "lime", np.zeros((len(ctx.files), 128, 128), np.float32), ctx.files, t, p)   # an all-zero map
-    save_maps(ctx.out, "occlusion", np.zeros((1, 128, 128), np.float32), ["other.jpg"], t[:1], p[:1])  # stale
-    files = metrics.task_trust(ctx)
-    assert {f.name for f in files} == {"trust_curves.png", "sanity_check.png", "trust.json", "trust.csv"}
+    zeros = np.zeros((len(ctx.files), 128, 128), np.float32)
+    for m in explain.method_names():   # maps of this run, in memory: cheap stand-ins, an all-zero map for lime
+        ctx.maps[m] = explain.Attribution(m, saliency.vanilla(ctx.model, ctx.images, t) if m == "vanilla" else
+                                          zeros + (m != "lime") * np.random.default_rng(0).random(zeros.shape), t)
+    save_maps(ctx.out, "occlusion", np.zeros((1, 128, 128), np.float32), ["other.jpg"], t[:1], p[:1])  # stale file
+    result = metrics.task_trust(ctx)
+    assert {f.name for f in result.files} == {"trust_curves.png", "sanity_check.png", "trust.json", "trust.csv"}
     record = json.loads((tmp_path / "trust.json").read_text())
-    assert set(record["methods"]) == {"vanilla", "lime", "random"}
-    assert "occlusion" in record["skipped"]
+    assert record["source"] == "selected" and record["counts"]["per_class"] == 0 and result.sanity_images == 1
+    assert set(record["methods"]) == set(explain.method_names()) | {"random"}
+    assert record["skipped"] == {}
     for m, row in record["methods"].items():
         assert set(metrics.METRICS) <= set(row)
         assert row["deletion_auc"]["n"] == 2 and 0 <= row["deletion_auc"]["mean"] <= 1
-        assert row["pointing_game"]["n"] == 2                    # the demo has masks
-    assert record["methods"]["lime"]["mass_in_mask"]["mean"] == 0.0
+        assert row["deletion_auc"]["lo"] <= row["deletion_auc"]["mean"] <= row["deletion_auc"]["hi"]
+    assert record["methods"]["lime"]["mass_in_mask"]["mean"] in (0.0, None)
     assert record["methods"]["vanilla"]["sanity_check"] in ("passes", "fails sanity check")
     assert record["methods"]["lime"]["sanity_check"] == "not applicable"
+    assert "pastes" in record["definitions"]["protocol"] and "set to 0" in record["definitions"]["deletion_auc"]
     rows = list(csv.DictReader((tmp_path / "trust.csv").open()))
-    assert [r["method"] for r in rows] == ["vanilla", "lime", "random"]
+    assert [r["method"] for r in rows] == explain.method_names() + ["random"]
     assert "nan" not in (tmp_path / "trust.csv").read_text().lower()
-    assert ctx.results["trust"]["methods"]["random"]["sanity_check"] == "not applicable"
+    assert result.methods["random"]["sanity_check"] == "not applicable"
+
+
+def test_trust_task_scores_validation_images_per_class(tmp_path, demo_data):
+    ctx = make_ctx(tmp_path, "--set", "trust_per_class=2", "--set", "deletion_steps=4", "--set", "sanity_images=2",
+                   "--set", "sanity_smoothgrad_n=2", "--set", "sanity_ig_steps=2", "--set", "smoothgrad_n=2",
+                   "--set", "ig_steps=2", "--set", "lime_samples=40", "--set", "shap_max_evals=60",
+                   "--set", "trust_bootstrap=200")
+    for m in explain.method_names():   # the figures' maps are not used off the selected images: cheap stand-ins
+        ctx.maps[m] = explain.Attribution(m, np.zeros((len(ctx.files), 128, 128), np.float32), ctx.targets())
+    result = metrics.task_trust(ctx)
+    record = json.loads((tmp_path / "trust.json").read_text())
+    k = ctx.num_classes
+    assert record["source"] == "validation" and result.images == 2 * k
+    n = record["images_per_method"]
+    assert n["lime"] == n["shap"] == k and all(n[m] == 2 * k for m in n if m not in metrics.SAMPLED)
+    files = record["per_image"]["lime"]["files"]
+    assert sorted(int(f.split("/")[1].split("_")[0]) for f in files) == list(range(k))   # one per class
+    assert len(record["sanity"]["files"]) == 2
+    for m in explain.method_names():
+        for g in ("deletion_gain", "insertion_gain"):
+            cell = record["vs_random"][m][g]
+            assert cell["n"] == n[m] and cell["lo"] <= cell["mean"] <= cell["hi"]
+    header = next(csv.reader((tmp_path / "trust.csv").open()))
+    assert {"deletion_auc_lo", "deletion_auc_hi", "deletion_auc_n", "insertion_gain_lo"} <= set(header)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 17's bounds need the demo v2 model (not committed yet); on the v1 checkpoint, 33 validation images, "
+    "32 deletion steps: lower bounds Grad-CAM deletion 0.081 / insertion 0.088, IG -0.007 / 0.026 (>= 0.10 / 0.05 "
+    "asked)"))
+def test_gradcam_and_ig_beat_random_with_margin_on_the_demo(tmp_path, demo_data):
+    """Issue 17's protocol (--trust full's image counts): lower 95% bounds of Grad-CAM's and IG's gains over random."""
+    ctx = make_ctx(tmp_path, "--trust", "full", "--set", "deletion_steps=32")
+    s = metrics.trust_settings(ctx)
+    pool, _, counts = metrics.pools(ctx, s)
+    assert pool["source"] == "validation" and len(pool["files"]) == 3 * ctx.num_classes
+    scores = {}
+    for m in ("gradcam", "integrated_gradients", "random"):
+        idx = list(range(len(pool["files"])))
+        e = {"idx": idx, "maps": metrics._maps_for(ctx, pool, m, idx), "targets": pool["targets"]}
+        scores[m] = metrics.score(ctx, pool, e, s) | {"idx": idx}
+    gains = metrics.vs_random(scores, ctx, s)
+    low = {m: (round(g["deletion_gain"]["lo"], 3), round(g["insertion_gain"]["lo"], 3)) for m, g in gains.items()}
+    for m in ("gradcam", "integrated_gradients"):
+        assert gains[m]["deletion_gain"]["lo"] >= 0.10, low
+        assert gains[m]["insertion_gain"]["lo"] >= 0.05, low

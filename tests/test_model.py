@@ -125,8 +125,12 @@ def test_bf16_forward_passes_match_fp32_and_leave_gradients_alone(demo_data, tmp
     """--precision bf16: forward-only passes autocast (same predictions, probabilities close), gradients stay fp32."""
     from conftest import make_ctx
 
-    ctx32, ctx16 = make_ctx(tmp_path / "a"), make_ctx(tmp_path / "b", "--precision", "bf16")
+    import context
+
+    ctx32, ctx16 = make_ctx(tmp_path / "a", "--precision", "fp32"), make_ctx(tmp_path / "b", "--precision", "bf16")
     assert ctx32.infer_model() is ctx32.model and isinstance(ctx16.infer_model(), model.Autocast)
+    cpu = torch.device("cpu")   # the default: bf16 exactly where the CPU computes it natively
+    assert context.resolve_precision(None, cpu) == ("bf16" if model.native_bf16(cpu) else "fp32")
     p32, p16 = ctx32.probs(), ctx16.probs()
     assert p16.dtype == p32.dtype and (p16.argmax(1) == p32.argmax(1)).all() and abs(p16 - p32).max() < 0.05
     with torch.inference_mode():
@@ -139,3 +143,40 @@ def test_bf16_forward_passes_match_fp32_and_leave_gradients_alone(demo_data, tmp
 def test_bf16_on_an_unsupported_device_is_one_line(demo_data, tmp_path):
     with pytest.raises(UserError, match="bf16"):
         model.Autocast(torch.nn.Identity(), torch.device("meta"))
+
+
+def test_bgr_with_rgb_statistics_normalises_red_with_the_first_value():
+    """--bgr --mean a,b,c --std ...: statistics in RGB order (the help's example), applied before the flip."""
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return x.mean((2, 3))
+
+    wrapped = model.Preprocess(Spy(), mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 0.125], bgr=True)
+    x = torch.zeros(1, 3, 2, 2)
+    x[:, 0] = 1.0  # pure red in RGB
+    wrapped(x)
+    # BGR order for the network: blue (0 - 0.3) / 0.125, green (0 - 0.2) / 0.25, red (1 - 0.1) / 0.5
+    assert torch.allclose(seen["x"][0, :, 0, 0], torch.tensor([-2.4, -0.8, 1.8]))
+
+
+def test_model_file_meta_and_num_classes(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import torch\n"
+                 "def fixed():\n    return torch.nn.Linear(3, 7), {'input_size': 32, 'bgr': True}\n"
+                 "def needs(num_classes):\n    return torch.nn.Linear(3, num_classes)\n"
+                 "def bad():\n    return torch.nn.Linear(3, 7), {'bgr': 'yes'}\n"
+                 "def broken():\n    raise RuntimeError('no GPU here')\n")
+    built = model.make_network(f"{f}:fixed")
+    assert built.meta == {"input_size": 32, "bgr": True} and built.weights == f"the model file {f}:fixed"
+    assert model.make_network(f"{f}:needs").net.out_features == 11          # required and not given: Food-11's
+    assert model.make_network(f"{f}:needs", num_classes=4).net.out_features == 4
+    with pytest.raises(UserError, match="bgr must be bool"):
+        model.make_network(f"{f}:bad")
+    with pytest.raises(UserError, match="broken\\(\\) failed: RuntimeError: no GPU here"):
+        model.make_network(f"{f}:broken")
+    with pytest.raises(UserError, match="not a torchvision model"):
+        model.make_network("hw3", weights="DEFAULT")
+    assert model.make_network("resnet18").weights is None   # built by name: random until a checkpoint loads

@@ -51,7 +51,7 @@ def test_largest_drop_inside_the_object(gt_batch, demo_model):
 
 def test_task_writes_design_array(tmp_path):
     ctx = make_ctx(tmp_path, "--images", "0,1", "--set", "occlusion_stride=24")
-    files = oc.task_occlusion(ctx)
+    files = oc.task_occlusion(ctx).files
     assert tmp_path / "occlusion.png" in files
     z = load_maps(tmp_path / "arrays" / "occlusion.npz")
     assert set(z) == {"maps", "files", "targets", "preds"}

@@ -60,27 +60,27 @@ def gt_maps(demo_ctx, gt_batch) -> dict[str, np.ndarray]:
     """Every method's maps on the ground-truth subset (small sample counts: localisation, not convergence)."""
     x, _, labels, _ = gt_batch
     m = demo_ctx.model
-    layer = S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers())
+    layer = S.default_gradcam_layer(demo_ctx.net, 128, demo_ctx.conv_layers())
     return {"vanilla": S.vanilla(m, x, labels, 8),
             "smoothgrad": S.smoothgrad(m, x, labels, n=6, sigma=0.15, batch_size=6),
             "integrated_gradients": S.integrated_gradients(m, x, labels, steps=8, batch_size=9)[0],
-            "gradcam": S.gradcam(m, demo_ctx.layer(layer), x, labels, 8)}
+            "gradcam": S.gradcam(m, x, labels, demo_ctx.layer(layer), 8)}
 
 
-# Grad-CAM's bar is lower (issue 17): at the default layer cnn.18 (8x8 cells, upsampled) its maps spill onto
-# the clutter around the object, so its mass ratio sits below the pixel methods'.
-GT_RATIO = {"vanilla": 3.0, "smoothgrad": 3.0, "integrated_gradients": 3.0, "gradcam": 2.5}
+# Issue 17's decision for Grad-CAM at the default layer (cnn.18, 8x8: its upsampled 16-px cells spill onto the
+# clutter): >= 2.5x the mask share with a pointing game >= 95%; the pixel-resolution methods keep >= 3x.
+RATIO = {"vanilla": 3.0, "smoothgrad": 3.0, "integrated_gradients": 3.0, "gradcam": 2.5}
 
 
-@pytest.mark.parametrize("method", list(GT_RATIO))
+@pytest.mark.parametrize("method", list(RATIO))
 def test_map_mass_concentrates_in_the_object(gt_maps, gt_batch, method):
     masks = gt_batch[1]
     frac = S.mass_in_mask(gt_maps[method], masks)
-    assert frac.mean() >= GT_RATIO[method] * masks.mean(), (frac.mean(), masks.mean())
+    assert frac.mean() >= RATIO[method] * masks.mean(), (frac.mean(), masks.mean())
 
 
 def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
-    assert S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers()) == "cnn.18"  # not the 4x4 pool cnn.19
+    assert S.default_gradcam_layer(demo_ctx.net, 128, demo_ctx.conv_layers()) == "cnn.18"  # not the 4x4 pool cnn.19
     maps, masks = gt_maps["gradcam"], gt_batch[1]
     peak = maps.reshape(len(maps), -1).argmax(1)
     inside = masks.reshape(len(masks), -1)[np.arange(len(maps)), peak]
@@ -89,12 +89,12 @@ def test_gradcam_maximum_inside_the_object(demo_ctx, gt_maps, gt_batch):
 
 def test_batch_equals_one_at_a_time(demo_ctx):
     m, x, t = demo_ctx.model, demo_ctx.images[:2], demo_ctx.targets()[:2]
-    layer = demo_ctx.layer(S.default_gradcam_layer(demo_ctx.net, demo_ctx.conv_layers()))
+    layer = demo_ctx.layer(S.default_gradcam_layer(demo_ctx.net, 128, demo_ctx.conv_layers()))
     methods = {
         "vanilla": lambda xs, ts, ids, bs: S.vanilla(m, xs, ts, bs),
-        "smoothgrad": lambda xs, ts, ids, bs: S.smoothgrad(m, xs, ts, n=3, seed=3, batch_size=bs, indices=ids),
+        "smoothgrad": lambda xs, ts, ids, bs: S.smoothgrad(m, xs, ts, n=3, seed=3, batch_size=bs, keys=ids),
         "ig": lambda xs, ts, ids, bs: S.integrated_gradients(m, xs, ts, steps=4, batch_size=bs)[0],
-        "gradcam": lambda xs, ts, ids, bs: S.gradcam(m, layer, xs, ts, bs),
+        "gradcam": lambda xs, ts, ids, bs: S.gradcam(m, xs, ts, layer, bs),
     }
     for name, f in methods.items():
         batch = f(x, t, [10, 11], 2)
@@ -104,20 +104,21 @@ def test_batch_equals_one_at_a_time(demo_ctx):
 
 
 def test_two_runs_write_identical_arrays_and_figures(demo_data, tmp_path):
-    flags = ("--images", "0,1", "--set", "smoothgrad_n=3", "--set", "ig_steps=4")
+    flags = ("--images", "0,1", "--set", "smoothgrad_n=3", "--set", "ig_steps=4", "--set", "lime_samples=20",
+             "--set", "occlusion_stride=52")
     written = {}
     for run in ("a", "b"):
         ctx = make_ctx(tmp_path / run, *flags)
         files = []
         for task in (S.task_saliency, S.task_smoothgrad, S.task_ig, S.task_gradcam, S.task_compare):
-            files += task(ctx)
+            files += task(ctx).files
         written[run] = {f.name: f.read_bytes() for f in files}
     assert written["a"] == written["b"]
     assert {"saliency.png", "smoothgrad.png", "integrated_gradients.png", "gradcam.png",
             "attribution_comparison.png", "vanilla.npz", "integrated_gradients.npz"} <= set(written["a"])
     arr = load_maps(tmp_path / "a" / "arrays" / "gradcam.npz")
     assert arr["maps"].shape == (2, 128, 128) and arr["maps"].dtype == np.float32
-    assert list(arr["files"]) == ctx.files and "gap_max" in ctx.results["ig"]
+    assert list(arr["files"]) == ctx.files
 
 
 def _no_hooks(net: nn.Module) -> bool:
@@ -131,17 +132,17 @@ def test_works_on_other_architectures(arch, width):
     model = Preprocess(net).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     t = np.array([1, 7])
-    name = S.default_gradcam_layer(net, probe_4d_modules(net, 64))
+    name = S.default_gradcam_layer(net, 64, probe_4d_modules(net, 64))
     layer = dict(net.named_modules())[name]
     maps = [S.vanilla(model, x, t), S.smoothgrad(model, x, t, n=2), S.integrated_gradients(model, x, t, steps=2)[0],
-            S.gradcam(model, layer, x, t)]
+            S.gradcam(model, x, t, layer)]
     for m in maps:
         assert m.shape == (2, 64, 64) and m.dtype == np.float32 and np.isfinite(m).all()
     assert _no_hooks(net)
     with pytest.raises(Exception):
-        S.gradcam(model, layer, x, np.array([1, 99]))  # target out of range fails inside the hooked pass
+        S.gradcam(model, x, np.array([1, 99]), layer)  # target out of range fails inside the hooked pass
     assert _no_hooks(net)
     if arch == "resnet18":
         # the reused in-place ReLU's last call is the block output: same map as hooking the whole layer4
         assert name == "layer4.1.relu"
-        np.testing.assert_allclose(maps[3], S.gradcam(model, net.layer4, x, t), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(maps[3], S.gradcam(model, x, t, net.layer4), rtol=1e-4, atol=1e-6)

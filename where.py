@@ -1,0 +1,207 @@
+"""Where the model looks (the course's Q1), measured from this run's maps.
+
+With masks (the demo): each method's share of positive attribution mass on the object (`masks/<split>/`), on the
+planted mark (`masks_mark/<split>/`) and on the background, on the selected images. Without masks (a real
+Food-11 run): the share in the centre against the border band (the pixels within 1/8 of the side of an edge,
+44% of the area). Per class: the mean Grad-CAM map (each map divided by its mass) of the first WHERE_PER_CLASS
+evaluation-split images of the class in listing order (plus up to WHERE_MARKED marked ones where mark masks exist),
+explaining the true class; without a labelled evaluation split, the selected images grouped by explained class.
+Signed maps (IG, LIME, SHAP) count their positive part: the evidence for the class.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import dataset
+from errors import Skipped
+from records import WhereResult
+
+BORDER = 1 / 8           # the border band: pixels within this share of the side of an edge
+WHERE_PER_CLASS = 8      # evaluation images per class for the class mean Grad-CAM maps (deterministic subset)
+WHERE_MARKED = 4         # at least this many marked images per class where mark masks exist
+
+
+def border_mask(size: int, border: float = BORDER) -> np.ndarray:
+    """H x W bool: the pixels within round(border x size) (at least 1) of an edge."""
+    w = max(1, int(round(border * size)))
+    i = np.arange(size)
+    d = np.minimum(i, size - 1 - i)
+    return np.minimum(d[:, None], d[None, :]) < w
+
+
+def regions(size: int, n: int, obj: np.ndarray | None, mark: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Disjoint N x H x W bool regions: object / mark / background with masks, else centre / border."""
+    if obj is None:
+        band = np.broadcast_to(border_mask(size), (n, size, size))
+        return {"centre": ~band, "border": band.copy()}
+    mark = np.zeros_like(obj, dtype=bool) if mark is None else mark.astype(bool)
+    out = {"object": obj.astype(bool) & ~mark}
+    if mark.any():
+        out["mark"] = mark
+    out["background"] = ~(obj.astype(bool) | mark)
+    return out
+
+
+def positive(maps: np.ndarray) -> np.ndarray:
+    """The positive part of maps as float64 (unsigned maps unchanged)."""
+    return np.clip(np.asarray(maps, dtype=np.float64), 0.0, None)
+
+
+def shares(maps: np.ndarray, regs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per region, each image's share of positive map mass (NaN for a map without positive mass)."""
+    m = positive(maps)
+    total = m.sum((1, 2))
+    safe = np.where(total > 0, total, np.nan)
+    return {name: (m * r).sum((1, 2)) / safe for name, r in regs.items()}
+
+
+def area(regs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per region, each image's area share."""
+    return {name: r.reshape(len(r), -1).mean(1) for name, r in regs.items()}
+
+
+def class_mean_maps(maps: np.ndarray, classes: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class the mean of the images' mass-normalised positive maps (C x H x W, zeros without images), counts."""
+    m = positive(maps)
+    m = m / np.maximum(m.sum((1, 2), keepdims=True), 1e-30)
+    out = np.zeros((num_classes, *m.shape[1:]))
+    counts = np.bincount(classes, minlength=num_classes)[:num_classes]
+    for c in range(num_classes):
+        if counts[c]:
+            out[c] = m[classes == c].mean(0)
+    return out, counts
+
+
+def _nanmean(x: np.ndarray) -> float | None:
+    """Mean of the finite values, None when there is none."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def mark_masks(data: Path, images: dataset.ImageSet, indices: list[int], size: int,
+               resize: dataset.Resize) -> np.ndarray | None:
+    """N x S x S bool mark masks from masks_mark/<split>/ (an image without a file: empty), None without the folder."""
+    folder = Path(data) / "masks_mark" / images.name
+    if not folder.is_dir():
+        return None
+    out = np.zeros((len(indices), size, size), dtype=bool)
+    for k, i in enumerate(indices):
+        p = folder / (Path(images.files[i]).stem + ".png")
+        if p.is_file():
+            out[k] = dataset.load_mask(p, size, resize)
+    return out
+
+
+def marked_files(data: Path, split: str, files: list[str]) -> np.ndarray | None:
+    """Bool per file: a non-empty mark mask exists (None without masks_mark/<split>/)."""
+    folder = Path(data) / "masks_mark" / split
+    if not folder.is_dir():
+        return None
+    out = np.zeros(len(files), dtype=bool)
+    for k, f in enumerate(files):
+        p = folder / (Path(f).stem + ".png")
+        if p.is_file():
+            out[k] = bool(dataset.load_mask(p, 32).any())
+    return out
+
+
+def class_subset(labels: np.ndarray, num_classes: int, marked: np.ndarray | None) -> list[int]:
+    """Indices: the first WHERE_PER_CLASS of each class, plus marked ones up to WHERE_MARKED marked per class."""
+    pick: list[int] = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        mine = list(idx[:WHERE_PER_CLASS])
+        if marked is not None:
+            extra = [i for i in idx if marked[i] and i not in mine]
+            mine += extra[:max(0, WHERE_MARKED - int(marked[mine].sum()))]
+        pick += [int(i) for i in mine]
+    return sorted(pick)
+
+
+def task_where(ctx) -> WhereResult:
+    """Q1 in numbers: per method the mass on object / mark / background (or centre / border), per class the mean
+    Grad-CAM map (where_classes.png)."""
+    import draw
+    import explain
+
+    size = ctx.input_size
+    mark = mark_masks(ctx.data, ctx.imageset, ctx.indices, size, ctx.resize) if ctx.masks is not None else None
+    regs = regions(size, len(ctx.indices), ctx.masks, mark)
+    methods: dict[str, dict[str, float | None]] = {}
+    for m in explain.method_names():
+        try:
+            att = ctx.attribution(m)
+        except Skipped:
+            continue
+        methods[m] = {r: _nanmean(v) for r, v in shares(att.maps, regs).items()}
+    areas = {r: float(v.mean()) for r, v in area(regs).items()}
+
+    # per class: Grad-CAM of the true class on a deterministic subset of the evaluation split
+    layer = ctx.gradcam_layer()
+    mark_acc: dict[str, dict[str, float | int | None]] | None = None
+    mark_pred: dict[str, float] | None = None
+    try:
+        pred = ctx.eval_predictions()
+        split = pred["images"]
+        marked = marked_files(ctx.data, split.name, split.files)
+        idx = class_subset(pred["labels"], ctx.num_classes, marked)
+        x, obj = dataset.load_batch(split, idx, size, ctx.cv2_mode, ctx.resize)
+        classes = pred["labels"][idx]
+        where_from = split.name
+        cmark = mark_masks(ctx.data, split, idx, size, ctx.resize) if obj is not None else None
+        if marked is not None and marked.any():
+            p = pred["probs"].argmax(1)
+            ok = p == pred["labels"]
+            mark_acc = {}
+            for c, name in enumerate(ctx.class_names):
+                mine = pred["labels"] == c
+                w, wo = mine & marked, mine & ~marked
+                mark_acc[name] = {"with": float(ok[w].mean()) if w.any() else None, "n_with": int(w.sum()),
+                                  "without": float(ok[wo].mean()) if wo.any() else None, "n_without": int(wo.sum())}
+            mark_pred = {name: float((p[marked] == c).mean()) for c, name in enumerate(ctx.class_names)}
+    except Skipped:
+        x, obj, cmark = ctx.images, ctx.masks, mark
+        classes = ctx.targets()
+        where_from, idx = "selected", list(range(len(ctx.indices)))
+    att = explain.attribute(ctx.model, x, classes, "gradcam", batch_size=ctx.settings["grad_batch_size"],
+                            seed=ctx.seed, layer=layer)
+    means, counts = class_mean_maps(att.maps, np.asarray(classes), ctx.num_classes)
+    cregs = regions(size, len(idx), obj, cmark)
+    cshare = shares(att.maps, cregs)
+    carea = area(cregs)
+    class_shares, class_mark = {}, {}
+    for c, name in enumerate(ctx.class_names):
+        sel = np.asarray(classes) == c
+        if not sel.any():
+            continue
+        class_shares[name] = {r: _nanmean(v[sel]) for r, v in cshare.items()}
+        if "mark" in cregs:
+            has = sel & cregs["mark"].reshape(len(idx), -1).any(1)
+            class_mark[name] = {"images": int(has.sum()), "share": _nanmean(cshare["mark"][has]) if has.any() else None,
+                                "area": _nanmean(carea["mark"][has]) if has.any() else None}
+
+    shown = [c for c in range(ctx.num_classes) if counts[c]]
+    cols = min(6, max(1, len(shown)))
+    rows = -(-len(shown) // cols)
+    fig, axes = draw.figure(rows, cols, cell=(1.6, 1.75),
+                            title=f"Mean Grad-CAM map per class ({layer}; each map normalised to mass 1), "
+                                  f"{'images of ' + where_from + '/' if where_from != 'selected' else 'selected images'}")
+    band = border_mask(size)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(shown):
+            ax.axis("off")
+            continue
+        c = shown[k]
+        border = float((means[c] * band).sum() / max(means[c].sum(), 1e-30))
+        draw.show_map(ax, means[c], title=f"{ctx.class_names[c]} (n={int(counts[c])})\nborder {border:.2f}")
+    draw.layout(fig, top=0.5)
+    files = [draw.save(fig, ctx.out / "where_classes.png")]
+    return WhereResult(
+        files=files, masks="none" if ctx.masks is None else ("object+mark" if "mark" in regs else "object"),
+        regions=list(regs), images=len(ctx.indices), border=BORDER, area=areas, methods=methods,
+        class_split=where_from, class_layer=str(layer), class_images={ctx.class_names[c]: int(counts[c]) for c in shown},
+        class_shares=class_shares, class_area={r: _nanmean(v) for r, v in carea.items()},
+        class_mark=class_mark or None, mark_accuracy=mark_acc, mark_predicted=mark_pred)
