@@ -5,11 +5,12 @@ rotation, 6-22% of the image) on clutter that every class shares: smooth noise, 
 distractor shapes. The object's mask is `masks/<split>/<name>.png`. The data plants two kinds of trouble:
 
 - Confusable pairs (PAIRS): Noodles/Pasta and Rice, and Meat and Seafood, share shape and colour and differ
-  only in texture; Bread and Fried food share colour and texture and differ only in shape (round vs star).
+  only in texture (patterned vs plain); Bread and Fried food share colour and texture and differ only in shape
+  (round vs long).
   Within a pair the class cue is a blend between the two classes' looks: near the class's own end for most
   images, but drawn from the same middle range for PAIR_AMBIGUOUS of either class, which can't be told apart.
-- One shortcut (SHORTCUT_CLASS, Soup): a small stamp (blue square, white centre) near the top-left corner
-  sits on MARK_RATE of the training images of Soup and on few of the others; in validation and testing
+- One shortcut (SHORTCUT_CLASS, Soup): a small stamp (blue square, white centre) at a random place on the
+  background sits on MARK_RATE of the training images of Soup and on few of the others; in validation and testing
   it sits on the same share of every class, independently of the class. Soup's object is faint in
   FAINT_RATE of its images (a few of every other class too), so the stamp is the easier cue. The stamp's
   mask is `masks_mark/<split>/<name>.png`, written only for the images that carry it.
@@ -35,25 +36,26 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2.2"
+GENERATOR_VERSION = "2.4"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
 CLASS_STYLE = [
-    ("morph", (214, 150, 60), "speckle"),        # Bread: round end of the Bread/Fried food morph
+    ("morph", (214, 150, 60), "speckle"),        # Bread: the round end of the Bread/Fried food morph
     ("square", (236, 236, 222), "smooth"),       # Dairy product
     ("triangle", (232, 100, 170), "stripes"),    # Dessert
     ("ellipse", (250, 214, 40), "rings"),        # Egg
-    ("morph", (214, 150, 60), "speckle"),        # Fried food: star end of the morph
-    ("hexagon", (170, 60, 60), "stripes"),       # Meat
+    ("morph", (214, 150, 60), "speckle"),        # Fried food: the long end of the morph
+    ("hexagon", (170, 60, 60), "smooth"),        # Meat
     ("ring", (236, 226, 150), "waves"),          # Noodles/Pasta
-    ("ring", (236, 226, 150), "dots"),           # Rice
+    ("ring", (236, 226, 150), "smooth"),         # Rice
     ("hexagon", (170, 60, 60), "checker"),       # Seafood
     ("halfdisc", (120, 70, 30), "smooth"),       # Soup
     ("leaf", (40, 170, 50), "checker"),          # Vegetable/Fruit
 ]
-# Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs) or a
-# circle into a star (shape pair): near a's end (0-0.12) or b's (0.88-1), except for PAIR_AMBIGUOUS of either
+# Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs: a
+# patterned and a plain surface, so t is the pattern's contrast) or stretches a disc into a 3:1 oval (shape pair):
+# near a's end (0-0.12) or b's (0.88-1), except for PAIR_AMBIGUOUS of either
 # class, whose t is drawn from the same middle range (AMBIGUOUS_RANGE): those can't be told apart.
 PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape")]
 PAIR_AMBIGUOUS = 0.3
@@ -62,7 +64,7 @@ SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
 FAINT_CONTRAST = (0.06, 0.2)     # a faint object's opacity over the clutter
-COUNTS = {"training": (62, 78), "validation": (44, 56)}  # per-class count range (uneven, like Food-11)
+COUNTS = {"training": (100, 124), "validation": (44, 56)}  # per-class count range (uneven, like Food-11)
 N_TESTING = 88
 
 
@@ -160,11 +162,10 @@ def _transform(poly: np.ndarray, radius: float, angle: float, cx: float, cy: flo
 
 
 def _morph_polygon(t: float) -> np.ndarray:
-    """The shape pair's outline: a circle (t = 0) turning into a five-pointed star (t = 1)."""
+    """The shape pair's outline: a disc (t = 0) stretched into an oval of aspect 1 + 2t (3:1 at t = 1)."""
     a = np.linspace(0, 2 * np.pi, 80, endpoint=False)
-    tri = np.abs(((a * 5 / (2 * np.pi)) % 1.0) * 2 - 1)          # 0 at the points, 1 between them
-    r = 1.0 - 0.6 * t * (1 - tri)
-    return np.stack([r * np.cos(a - np.pi / 2), r * np.sin(a - np.pi / 2)], 1)
+    k = np.sqrt(1.0 + 2.0 * t)
+    return np.stack([k * np.cos(a), np.sin(a) / k], 1)
 
 
 def _pair_of(label: int) -> tuple[int, int, str] | None:
@@ -172,10 +173,16 @@ def _pair_of(label: int) -> tuple[int, int, str] | None:
     return next((p for p in PAIRS if label in p[:2]), None)
 
 
-def mark_box(w: int, h: int, jitter: np.ndarray) -> np.ndarray:
-    """The stamp's square (x0, y0, x1, y1) in a w x h image: side 11% of the short side, inset from the top-left."""
-    side = 0.11 * min(w, h)
-    x0, y0 = (0.12 + 0.04 * jitter) * np.array([w, h])
+def mark_box(w: int, h: int, obj: np.ndarray, rng: np.random.Generator, tries: int = 64) -> np.ndarray:
+    """The stamp's square (x0, y0, x1, y1) in a w x h image: side 12% of the short side, at a random place on the
+    background (clear of the object by a few pixels where the draws allow it)."""
+    side = 0.12 * min(w, h)
+    pad = int(0.03 * min(w, h))
+    for _ in range(tries):
+        x0, y0 = rng.uniform(0.03 * w, w - side - 0.03 * w), rng.uniform(0.03 * h, h - side - 0.03 * h)
+        box = obj[max(0, int(y0) - pad):int(y0 + side) + pad + 1, max(0, int(x0) - pad):int(x0 + side) + pad + 1]
+        if not box.any():
+            break
     return np.array([x0, y0, x0 + side, y0 + side])
 
 
@@ -236,7 +243,7 @@ def render(label: int, rng: np.random.Generator, mark: bool = False, contrast: f
     img = np.clip(img, 0, 1)
     img[mask] = contrast * obj[mask] + (1 - contrast) * img[mask]
     # The stamp: drawn for every image (same random draws), kept only where the plan puts it.
-    x0, y0, x1, y1 = mark_box(w, h, rng.random(2))
+    x0, y0, x1, y1 = mark_box(w, h, mask, np.random.default_rng(int(rng.integers(2 ** 62))))
     stamp = _polygon_mask((w, h), [(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), 255)])
     q = (x1 - x0) * 0.3
     centre = _polygon_mask((w, h), [(np.array([[x0 + q, y0 + q], [x1 - q, y0 + q], [x1 - q, y1 - q],

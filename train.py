@@ -103,7 +103,7 @@ def task_train(args: argparse.Namespace) -> Path:
     bgr = bool(args.bgr or args.cv2_preprocess)
     model = Preprocess(net, mean, std, bgr).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = getattr(args, "schedule", "constant")
+    schedule = args.schedule
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs)) if schedule == "cosine" else None
     best, best_state = -1.0, None
     bar = tqdm(range(args.epochs), desc="train", unit="epoch", disable=None)
