@@ -5,8 +5,8 @@ rotation, 6-22% of the image) on clutter that every class shares: smooth noise, 
 distractor shapes. The object's mask is `masks/<split>/<name>.png`. The data plants two kinds of trouble:
 
 - Confusable pairs (PAIRS): Noodles/Pasta and Rice, and Meat and Seafood, share shape and colour and differ
-  only in texture (patterned vs plain); Bread and Fried food share colour and texture and differ only in shape
-  (round vs long).
+  only in texture (patterned vs plain); Bread and Fried food share colour and differ in shape and texture
+  (round and plain vs long and ridged).
   Within a pair the class cue is a blend between the two classes' looks: near the class's own end for most
   images, but drawn from the same middle range for PAIR_AMBIGUOUS of either class, which can't be told apart.
 - One shortcut (SHORTCUT_CLASS, Soup): a small stamp (blue square, white centre) at a random place on the
@@ -36,16 +36,16 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2.4"
+GENERATOR_VERSION = "2.5"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
 CLASS_STYLE = [
-    ("morph", (214, 150, 60), "speckle"),        # Bread: the round end of the Bread/Fried food morph
+    ("morph", (214, 150, 60), "smooth"),         # Bread: the round, plain end of the Bread/Fried food morph
     ("square", (236, 236, 222), "smooth"),       # Dairy product
     ("triangle", (232, 100, 170), "stripes"),    # Dessert
     ("ellipse", (250, 214, 40), "rings"),        # Egg
-    ("morph", (214, 150, 60), "speckle"),        # Fried food: the long end of the morph
+    ("morph", (214, 150, 60), "stripes"),        # Fried food: the long, ridged end of the morph
     ("hexagon", (170, 60, 60), "smooth"),        # Meat
     ("ring", (236, 226, 150), "waves"),          # Noodles/Pasta
     ("ring", (236, 226, 150), "smooth"),         # Rice
@@ -54,12 +54,12 @@ CLASS_STYLE = [
     ("leaf", (40, 170, 50), "checker"),          # Vegetable/Fruit
 ]
 # Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs: a
-# patterned and a plain surface, so t is the pattern's contrast) or stretches a disc into a 3:1 oval (shape pair):
-# near a's end (0-0.12) or b's (0.88-1), except for PAIR_AMBIGUOUS of either
+# patterned and a plain surface, so t is the pattern's contrast) and, for the shape pair, also stretches a disc
+# into a 3:1 oval: near a's end (0-0.1) or b's (0.9-1), except for PAIR_AMBIGUOUS of either
 # class, whose t is drawn from the same middle range (AMBIGUOUS_RANGE): those can't be told apart.
-PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape")]
-PAIR_AMBIGUOUS = 0.3
-AMBIGUOUS_RANGE = (0.4, 0.6)
+PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape and texture")]
+PAIR_AMBIGUOUS = 0.35
+AMBIGUOUS_RANGE = (0.25, 0.75)
 SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
@@ -233,7 +233,7 @@ def render(label: int, rng: np.random.Generator, mark: bool = False, contrast: f
         polys.append((_transform(inner, radius, angle, cx, cy), 0))
     mask = _polygon_mask((w, h), polys)
     base = np.array(colour, np.float32) / 255.0 * rng.uniform(0.85, 1.05) + rng.uniform(-0.04, 0.04, 3)
-    if pair is not None and pair[2] == "texture":
+    if pair is not None and "texture" in pair[2]:
         tex_a = _texture(CLASS_STYLE[pair[0]][2], rng, h, w, angle, radius)
         tex_b = _texture(CLASS_STYLE[pair[1]][2], rng, h, w, angle, radius)
         tex = (1 - blend) * tex_a + blend * tex_b
@@ -299,7 +299,7 @@ def plan(seed: int = SEED) -> list[Item]:
             elif amb:
                 blend = float(g.uniform(*AMBIGUOUS_RANGE))
             else:
-                blend = float(g.uniform(0.0, 0.12)) if lb == pair[0] else float(g.uniform(0.88, 1.0))
+                blend = float(g.uniform(0.0, 0.1)) if lb == pair[0] else float(g.uniform(0.9, 1.0))
             contrast = float(g.uniform(*FAINT_CONTRAST)) if fa else 1.0
             items.append(Item(split, name, lb, bool(mk), round(contrast, 4), round(blend, 4)))
     return items
