@@ -8,7 +8,7 @@ distractor shapes. The object's mask is `masks/<split>/<name>.png`. The data pla
   only in texture (patterned vs plain); Bread and Fried food share colour and differ in shape and texture
   (round and plain vs long and ridged).
   Within a pair the class cue is a blend between the two classes' looks: near the class's own end for most
-  images, but drawn from the same middle range for PAIR_AMBIGUOUS of either class, which can't be told apart.
+  images, but near the partner's end for PAIR_LOOKALIKE of either class, which can't be told apart.
 - One shortcut (SHORTCUT_CLASS, Soup): a small stamp (blue square, white centre) at a random place on the
   background sits on MARK_RATE of the training images of Soup and on few of the others; in validation and testing
   it sits on the same share of every class, independently of the class. Soup's object is faint in
@@ -36,7 +36,7 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2.5"
+GENERATOR_VERSION = "2.6"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
@@ -47,19 +47,19 @@ CLASS_STYLE = [
     ("ellipse", (250, 214, 40), "rings"),        # Egg
     ("morph", (214, 150, 60), "stripes"),        # Fried food: the long, ridged end of the morph
     ("hexagon", (170, 60, 60), "smooth"),        # Meat
-    ("ring", (236, 226, 150), "waves"),          # Noodles/Pasta
-    ("ring", (236, 226, 150), "smooth"),         # Rice
+    ("diamond", (236, 226, 150), "waves"),       # Noodles/Pasta
+    ("diamond", (236, 226, 150), "smooth"),      # Rice
     ("hexagon", (170, 60, 60), "checker"),       # Seafood
     ("halfdisc", (120, 70, 30), "smooth"),       # Soup
     ("leaf", (40, 170, 50), "checker"),          # Vegetable/Fruit
 ]
 # Confusable pairs (a, b, what differs). Each image's blend t mixes a's texture into b's (texture pairs: a
 # patterned and a plain surface, so t is the pattern's contrast) and, for the shape pair, also stretches a disc
-# into a 3:1 oval: near a's end (0-0.1) or b's (0.9-1), except for PAIR_AMBIGUOUS of either
-# class, whose t is drawn from the same middle range (AMBIGUOUS_RANGE): those can't be told apart.
+# into a 3:1 oval: near a's end (0-0.1) or b's (0.9-1), END_RANGES. PAIR_LOOKALIKE of either class look like
+# the partner (t drawn from the partner's end): those no model can tell apart.
 PAIRS = [(6, 7, "texture"), (5, 8, "texture"), (0, 4, "shape and texture")]
-PAIR_AMBIGUOUS = 0.35
-AMBIGUOUS_RANGE = (0.25, 0.75)
+PAIR_LOOKALIKE = 0.15
+END_RANGES = ((0.0, 0.1), (0.9, 1.0))
 SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
@@ -291,15 +291,14 @@ def plan(seed: int = SEED) -> list[Item]:
         else:  # the same share in every class: independent of the label
             marks = _exact_share(g, len(names), other)
         faint = _exact_share(g, len(names), FAINT_RATE[0] if label == SHORTCUT_CLASS else FAINT_RATE[1])
-        ambiguous = _exact_share(g, len(names), PAIR_AMBIGUOUS)
-        for name, lb, mk, fa, amb in zip(names, labels, marks, faint, ambiguous):
+        lookalike = _exact_share(g, len(names), PAIR_LOOKALIKE)
+        for name, lb, mk, fa, alike in zip(names, labels, marks, faint, lookalike):
             pair = _pair_of(lb)
             if pair is None:
                 blend = -1.0
-            elif amb:
-                blend = float(g.uniform(*AMBIGUOUS_RANGE))
-            else:
-                blend = float(g.uniform(0.0, 0.1)) if lb == pair[0] else float(g.uniform(0.9, 1.0))
+            else:  # the class's own end, or for a look-alike its partner's
+                first = (lb == pair[0]) != bool(alike)
+                blend = float(g.uniform(*END_RANGES[0 if first else 1]))
             contrast = float(g.uniform(*FAINT_CONTRAST)) if fa else 1.0
             items.append(Item(split, name, lb, bool(mk), round(contrast, 4), round(blend, 4)))
     return items
