@@ -67,6 +67,8 @@ class Options:
     noise: float = 0.0
     limit: int | None = None
     save: str | None = None
+    init: str | None = None
+    schedule: str = "constant"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, command: str = "python main.py") -> "Options":

@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "uses 0.2 so SmoothGrad's noisy copies stay on the data the model knows)")
     p.add_argument("--limit", type=int, help="train: use only the first N images per class (quick runs)")
     p.add_argument("--save", help="train: checkpoint path (default: <out>/checkpoint.pt)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="train: learning-rate schedule over the epochs (cosine decays --lr to 0; the demo uses it)")
+    p.add_argument("--init", help="train: start from this checkpoint's weights (a second stage, e.g. at a lower --lr)")
     return p.parse_args(argv)
 
 

@@ -88,10 +88,23 @@ def task_train(args: argparse.Namespace) -> Path:
     x_tr, x_va = load_split(tr_set, size, args.cv2_preprocess), load_split(va_set, size, args.cv2_preprocess)
     num_classes = args.num_classes or len(names)
     net = build_network(arch, num_classes, width, size)
+    stages: list[dict] = []
+    if args.init:
+        from model import read_checkpoint
+
+        state, init_meta = read_checkpoint(args.init)
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError) as exc:
+            raise UserError(f"train: --init {args.init} does not fit {arch} at width {width}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        stages = list(init_meta.get("stages") or [{k: init_meta.get(k) for k in ("epochs", "lr", "noise", "seed")}])
     mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
     bgr = bool(args.bgr or args.cv2_preprocess)
     model = Preprocess(net, mean, std, bgr).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = args.schedule
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs)) if schedule == "cosine" else None
     best, best_state = -1.0, None
     bar = tqdm(range(args.epochs), desc="train", unit="epoch", disable=None)
     for epoch in bar:
@@ -109,6 +122,8 @@ def task_train(args: argparse.Namespace) -> Path:
             opt.step()
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
+        if decay is not None:
+            decay.step()
         val = accuracy(model, x_va, y_va, device)
         if val > best:
             best = val
@@ -119,6 +134,8 @@ def task_train(args: argparse.Namespace) -> Path:
     meta = {"arch": arch, "arch_options": {"width": width}, "input_size": size, "class_names": names,
             "bgr": bgr, "mean": mean, "std": std, "val_acc": best, "epochs": args.epochs, "seed": args.seed,
             "noise": args.noise,
+            "stages": stages + [{"epochs": args.epochs, "lr": args.lr, "schedule": schedule, "noise": args.noise,
+                                 "seed": args.seed}],
             "trained_on": "demo" if args.data is None else str(data)}
     meta = {k: v for k, v in meta.items() if v is not None}
     save = Path(args.save) if args.save else Path(args.out) / "checkpoint.pt"

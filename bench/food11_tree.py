@@ -23,14 +23,14 @@ COUNTS = {
     "validation": [362, 144, 500, 327, 326, 449, 147, 96, 347, 500, 232],
 }
 N_TESTING = 3347
-VERSION = "1"
+VERSION = "2"
 
 
 def _one(job: tuple[str, str, int, int]) -> None:
     """Render one image: the demo's object on clutter, upscaled to a Food-11-like size."""
     folder, name, label, k = job
     rng = np.random.default_rng([7, k])
-    pic, _ = demo.render(label, rng)
+    pic = demo.render(label, rng)[0]
     w, h = (512, 384) if rng.random() < 0.7 else (int(rng.integers(300, 513)), int(rng.integers(300, 513)))
     pic.resize((w, h), Image.BILINEAR).save(Path(folder) / name, format="JPEG", quality=90)
 

@@ -52,7 +52,7 @@ def demo_model(demo_ctx) -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def gt_batch(demo_data, demo_model):
-    """The demo's fixed ground-truth subset (2 validation images per class), correctly classified ones only.
+    """The demo's fixed ground-truth subset (3 unstamped validation images per class), correctly classified ones.
 
     Returns (images N x 3 x 128 x 128, masks N x 128 x 128 bool, labels N, files N).
     """
