@@ -113,7 +113,9 @@ def test_ray_engine_writes_the_same_audit_csv(audit_local, tmp_path):
     assert (out / "audit.csv").read_bytes() == (audit_local / "audit.csv").read_bytes()
 
 
-@pytest.mark.skipif(not hasattr(demo, "SHORTCUT_CLASS"), reason="the demo generator plants no mark yet (demo v2, issue 17)")
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 19: on the v2.6 demo checkpoint 6 of the top 16 suspicious validation images carry the stamp (chance "
+    "about 3; 12 asked): its Grad-CAM puts only 1.5x the stamp's area share on the stamp (issue 17)"))
 def test_top16_suspicious_images_carry_the_planted_mark(audit_local, demo_data):
     assert (demo_data / "masks_mark" / "validation").is_dir(), "the demo tree has no masks_mark/validation/"
     rows = read_rows(audit_local / "audit.csv")
