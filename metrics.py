@@ -342,6 +342,7 @@ def pools(ctx, s: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None
                           [v[i] for i in order] if isinstance(v, list) else v) for k, v in marked.items()}
             marked["targets"] = marked["labels"].copy()
             marked["shortcut_class"] = sc
+            marked["source"] = "validation"
     return pool, marked, counts
 
 
@@ -398,8 +399,7 @@ def _collect(ctx, s: dict[str, Any], pool: dict[str, Any], marked: dict[str, Any
             idx = _subset(pool, m, counts["sampled_per_class"])
             methods[m] = {"idx": idx, "maps": _maps_for(ctx, pool, m, idx), "targets": pool["targets"][idx]}
             if marked is not None:   # LIME/SHAP: one marked image of the shortcut class, one of another class
-                midx = _subset(marked | {"source": "validation", "labels": marked["labels"] != marked["shortcut_class"]},
-                               m, 1)
+                midx = _subset(marked | {"labels": marked["labels"] != marked["shortcut_class"]}, m, 1)
                 marks[m] = {"idx": midx, "maps": _maps_for(ctx, marked, m, midx)}
         except Skipped as why:
             skipped[m] = str(why)
