@@ -644,10 +644,14 @@ def why_sentences(names: list[str], counts: np.ndarray, where: Any, k: int = 3) 
     mark = w.get("class_mark") or {}
     ratio = {c: v["share"] / v["area"] for c, v in mark.items()
              if isinstance(v.get("share"), (int, float)) and v.get("area")}
+    # the class the mark helps most (accuracy with it minus without), else the one whose maps hold most of it
+    gain = {c: a["with"] - a["without"] for c, a in (w.get("mark_accuracy") or {}).items()
+            if c in ratio and isinstance(a.get("with"), (int, float)) and isinstance(a.get("without"), (int, float))}
     if ratio:
-        top = max(ratio, key=ratio.get)
+        top = max(gain, key=gain.get) if gain else max(ratio, key=ratio.get)
         rest = [v["share"] for c, v in mark.items() if c != top and isinstance(v.get("share"), (int, float))]
-        text = (f"The planted mark: on marked images, Grad-CAM puts {fmt(mark[top]['share'], 3)} of its mass on the mark "
+        text = (f"The planted mark: the class it helps most is {top}. On marked images, Grad-CAM puts "
+                f"{fmt(mark[top]['share'], 3)} of its mass on the mark "
                 f"for {top} ({fmt(ratio[top], 1)}x the mark's area share of {fmt(mark[top]['area'], 3)})"
                 + (f", against {fmt(float(np.mean(rest)), 3)} on average for the other classes" if rest else "") + ".")
         acc = (w.get("mark_accuracy") or {}).get(top) or {}
