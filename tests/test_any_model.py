@@ -225,13 +225,13 @@ def test_every_output_shape_gives_the_bare_models_maps(tmp_path, demo_data):
     assert arrays["tuple"].keys() == arrays["tensor"].keys()
     for m, maps in arrays["tensor"].items():
         np.testing.assert_allclose(arrays["tuple"][m], maps, rtol=1e-5, atol=1e-7, err_msg=f"tuple {m}")
-    import saliency
+    import explain
 
     for kind in ("list", "dict", "object"):   # the same forward path (Preprocess applies logits_of): one method each
         ctx = build(tmp_path, "--arch", f"{f}:build_{kind}", "--checkpoint", str(REPO / "checkpoints/demo_hw3_w025.pt"),
                     "--images", "0,300")
-        np.testing.assert_allclose(saliency.vanilla(ctx.model, ctx.images, ctx.targets()), arrays["tensor"]["vanilla"],
-                                   rtol=1e-5, atol=1e-7, err_msg=kind)
+        maps = explain.attribute(ctx.model, ctx.images, ctx.targets(), "vanilla").maps   # the pipeline's path
+        np.testing.assert_allclose(maps, arrays["tensor"]["vanilla"], rtol=1e-5, atol=1e-7, err_msg=kind)
 
 
 def test_list_output_and_logits_of(demo_model):
