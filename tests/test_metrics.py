@@ -200,7 +200,7 @@ def demo_gains(tmp_path_factory, demo_data) -> dict:
     """Issue 17's protocol (the default run's trust task): Grad-CAM's and IG's paired gains over random."""
     ctx = make_ctx(tmp_path_factory.mktemp("gains"))
     s = metrics.trust_settings(ctx)
-    pool, _, counts = metrics.pools(ctx, s)
+    pool, _, _ = metrics.pools(ctx, s)
     assert pool["source"] == "validation" and len(pool["files"]) == 3 * ctx.num_classes
     scores = {}
     for m in ("gradcam", "integrated_gradients", "random"):

@@ -95,7 +95,8 @@ def test_torchvision_and_file_archs(tmp_path):
         model.build_network(f"{f}:other")
 
 
-def test_preprocess_flips_and_normalises():
+def network_input_of_red(mean: list[float], std: list[float], bgr: bool) -> torch.Tensor:
+    """The per-channel values the wrapped network sees for a pure-red RGB pixel."""
     seen = {}
 
     class Spy(torch.nn.Module):
@@ -103,11 +104,15 @@ def test_preprocess_flips_and_normalises():
             seen["x"] = x
             return x.mean((2, 3))
 
-    wrapped = model.Preprocess(Spy(), mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], bgr=True)
     x = torch.zeros(1, 3, 2, 2)
     x[:, 0] = 1.0  # pure red in RGB
-    wrapped(x)
-    assert torch.allclose(seen["x"][0, :, 0, 0], torch.tensor([-2.0, -2.0, 2.0]))  # red is the last channel in BGR
+    model.Preprocess(Spy(), mean=mean, std=std, bgr=bgr)(x)
+    return seen["x"][0, :, 0, 0]
+
+
+def test_preprocess_flips_and_normalises():
+    seen = network_input_of_red([0.5, 0.5, 0.5], [0.25, 0.25, 0.25], bgr=True)
+    assert torch.allclose(seen, torch.tensor([-2.0, -2.0, 2.0]))  # red is the last channel in BGR
 
 
 def test_layer_lookup_and_probe():
@@ -147,19 +152,9 @@ def test_bf16_on_an_unsupported_device_is_one_line(demo_data, tmp_path):
 
 def test_bgr_with_rgb_statistics_normalises_red_with_the_first_value():
     """--bgr --mean a,b,c --std ...: statistics in RGB order (the help's example), applied before the flip."""
-    seen = {}
-
-    class Spy(torch.nn.Module):
-        def forward(self, x):
-            seen["x"] = x
-            return x.mean((2, 3))
-
-    wrapped = model.Preprocess(Spy(), mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 0.125], bgr=True)
-    x = torch.zeros(1, 3, 2, 2)
-    x[:, 0] = 1.0  # pure red in RGB
-    wrapped(x)
+    seen = network_input_of_red([0.1, 0.2, 0.3], [0.5, 0.25, 0.125], bgr=True)
     # BGR order for the network: blue (0 - 0.3) / 0.125, green (0 - 0.2) / 0.25, red (1 - 0.1) / 0.5
-    assert torch.allclose(seen["x"][0, :, 0, 0], torch.tensor([-2.4, -0.8, 1.8]))
+    assert torch.allclose(seen, torch.tensor([-2.4, -0.8, 1.8]))
 
 
 def test_model_file_meta_and_num_classes(tmp_path):
