@@ -116,7 +116,8 @@ def test_any_output_form(demo_ctx):
 
 def test_arrays_of_another_run_change_nothing(demo_data, tmp_path):
     flags = ("--task", "compare,trust", "--images", "0,1", *QUICK, "--set", "trust_images=2",
-             "--set", "trust_per_class=0", "--set", "deletion_steps=4", "--set", "sanity_smoothgrad_n=2", "--set", "sanity_ig_steps=2")
+             "--set", "trust_per_class=0", "--set", "deletion_steps=4", "--set", "sanity_smoothgrad_n=2",
+             "--set", "sanity_ig_steps=2")
     _run(tmp_path / "clean", *flags)
     dirty = tmp_path / "dirty"
     for m in explain.method_names():   # stale arrays: other files, other maps, another model's classes
