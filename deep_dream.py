@@ -8,9 +8,12 @@ of the layer's activation), `mean`, `filter:N` (mean of channel N) or `logit:C` 
 is then ignored). Every step rolls the image by a seeded random shift of up to 8 pixels; pixels stay in
 [0,1]. Layers: --layer (repeatable), default a shallow one (about 1/3 down ctx.conv_layers()) and the last.
 
-Class models (Simonyan et al. 2014, section 2): for each shown class, an image maximising the class logit
-S_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.001) from seeded noise, Adam with classviz_lr=0.05 for
-classviz_steps=24 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian
+Class models (Simonyan et al. 2014, section 2): for each shown class, an image maximising
+O_c(I) - classviz_l2 * ||I - 0.5||^2 (default 0.001) from seeded noise, where O_c is the class's log-softmax
+(classviz_objective=logprob, the default) or Simonyan's unnormalised logit S_c (`logit`). The log-softmax also
+pushes the other classes down: with classes that share a cue (the demo's Bread and Fried food share a colour),
+raising S_c raises the partner's logit too, and the logit's picture ends as the partner's. Adam with
+classviz_lr=0.15 for classviz_steps=32 steps (--full: 128), plain pixels regularised by a random roll each step and a light Gaussian
 blur every 4th step (Yosinski et al. 2015), clamped to [0,1]. The classes: every class when there are at most
 CLASSVIZ_MAX (12), else the selected images' target and predicted classes (up to 12), or --classes. They are
 optimised in chunks of grad_batch_size images, so memory does not grow with the number of classes; gradients are
@@ -123,20 +126,26 @@ def evaluate(objective: Objective, images: torch.Tensor, batch_size: int = 8) ->
                           for i in range(0, len(images), batch_size)]).numpy()
 
 
+CLASSVIZ_OBJECTIVES = ("logprob", "logit")
+
+
 def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
                  steps: int = 40, lr: float = 0.05, l2: float = 1e-3, jitter: int = 4, blur_every: int = 4,
-                 blur_sigma: float = 0.5, chunk: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                 blur_sigma: float = 0.5, chunk: int | None = None, objective: str = "logprob"
+                 ) -> tuple[torch.Tensor, np.ndarray]:
     """Simonyan et al. class models, one image per class, optimised `chunk` at a time (default: all at once);
     returns (images K x 3 x size x size, softmax probs K x C). Each image depends only on its own generator."""
+    if objective not in CLASSVIZ_OBJECTIVES:
+        raise UserError(f"classviz_objective {objective!r}: use one of {', '.join(CLASSVIZ_OBJECTIVES)}")
     chunk = max(1, chunk or len(classes))
     parts = [_class_models_chunk(model, classes[i:i + chunk], size, generators[i:i + chunk], steps, lr, l2, jitter,
-                                 blur_every, blur_sigma) for i in range(0, len(classes), chunk)]
+                                 blur_every, blur_sigma, objective) for i in range(0, len(classes), chunk)]
     return torch.cat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _class_models_chunk(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
-                        steps: int, lr: float, l2: float, jitter: int, blur_every: int, blur_sigma: float
-                        ) -> tuple[torch.Tensor, np.ndarray]:
+                        steps: int, lr: float, l2: float, jitter: int, blur_every: int, blur_sigma: float,
+                        objective: str) -> tuple[torch.Tensor, np.ndarray]:
     """Class models of one chunk of classes."""
     device = device_of(model)
     init = torch.stack([0.5 + 0.1 * torch.randn(3, size, size, generator=g) for g in generators])
@@ -146,8 +155,9 @@ def _class_models_chunk(model: nn.Module, classes: list[int], size: int, generat
     cls = torch.as_tensor(classes, device=device)
     for step in range(steps):
         shifts = [tuple(torch.randint(-jitter, jitter + 1, (2,), generator=g).tolist()) for g in generators]
-        logits = model(_roll(x, shifts))
-        loss = -logits[rows, cls].sum() + l2 * ((x - 0.5) ** 2).sum()
+        logits = model(_roll(x, shifts)).float()
+        score = torch.log_softmax(logits, 1) if objective == "logprob" else logits
+        loss = -score[rows, cls].sum() + l2 * ((x - 0.5) ** 2).sum()
         opt.zero_grad()
         loss.backward(inputs=[x])   # the image's gradient only: the shared model's parameters keep .grad None
         opt.step()
@@ -249,14 +259,16 @@ def task_classviz(ctx) -> ClassModelsResult:
     classes = pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds())
     gens = [ctx.torch_generator("classviz", c) for c in classes]
     images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
-                                 s["classviz_l2"], chunk=int(s["grad_batch_size"]))
+                                 s["classviz_l2"], chunk=int(s["grad_batch_size"]),
+                                 objective=str(s["classviz_objective"]))
     reached = probs[np.arange(len(classes)), classes]
     ncols = min(6, len(classes))
     nrows = -(-len(classes) // ncols)
     which = ("" if len(classes) == ctx.num_classes else
              f"\n{len(classes)} of {ctx.num_classes} classes ("
              + ("--classes" if ctx.opts.classes else "the selected images' target and predicted classes") + ")")
-    title = (f"Class models (Simonyan et al. 2014): images maximising each class logit from noise\n"
+    goal = "log-probability" if s["classviz_objective"] == "logprob" else "logit"
+    title = (f"Class models (Simonyan et al. 2014): images maximising each class {goal} from noise\n"
              f"{s['classviz_steps']} Adam steps, L2 {s['classviz_l2']:g}, jitter + blur; "
              f"title = the model's probability of that class{which}")
     fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title, extra_width=2.3 * max(0, 4 - ncols))

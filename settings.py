@@ -55,8 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "dream_octave_scale": 1.4,
     "dream_lr": 0.01,
     "dream_objective": "l2",
-    "classviz_steps": 24,   # every demo class reaches p >= 0.99 by 20 steps
-    "classviz_lr": 0.05,
+    "classviz_steps": 32,   # demo v2: every class at p >= 0.93 (the logit objective: Bread ends as Fried food)
+    "classviz_lr": 0.15,
+    "classviz_objective": "logprob",   # log-softmax of the class, or "logit" (Simonyan's S_c)
     "classviz_l2": 1e-3,
     "occlusion_patch": 24,
     "occlusion_stride": 12,

@@ -78,11 +78,12 @@ def child(arch: str, device: str, extra: list[str], out: Path) -> dict:
     from errors import Skipped
 
     names = tasks.default_tasks()
-    args = main.parse_args(["--data", str(photos()), "--arch", arch, "--out", str(out), "--device", device,
-                            *IMAGENET, *extra])
+    args = context.Options.from_args(main.parse_args(["--data", str(photos()), "--arch", arch, "--out", str(out),
+                                                      "--device", device, *IMAGENET, *extra]))
     peak_reset()
     t0 = time.perf_counter()
     ctx = context.build(args)
+    ctx.timings = []
     budget.apply(ctx, names, args.time_budget)
     rows = [{"task": "setup + probe", "seconds": time.perf_counter() - t0, "predicted": None, "peak_gib": peak_gib()}]
     predicted = ctx.cache.get("budget_prediction", {})
@@ -90,7 +91,7 @@ def child(arch: str, device: str, extra: list[str], out: Path) -> dict:
         peak_reset()
         t0 = time.perf_counter()
         try:
-            tasks.get(name)(ctx)
+            ctx.results[name] = tasks.get(name)(ctx)
             what = ""
         except Skipped as why:
             what = f"skipped: {why}"

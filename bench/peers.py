@@ -159,9 +159,8 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                        perturbations_per_eval=bs)[0].mean(0).detach().numpy()
                          for i in range(len(x))])
 
-    def ours_cam() -> np.ndarray:
-        fast = fast_fp32(model)
-        return S.gradcam(fast, fast.net.get_submodule(LAYER), x, t, gbs)
+    def ours_cam() -> np.ndarray:   # as the pipeline runs it: the model as given (Method.hooks)
+        return S.gradcam(model, x, t, model.net.get_submodule(LAYER), gbs)
 
     def peer_cam() -> np.ndarray:
         with GradCAM(model=model, target_layers=[model.net.get_submodule(LAYER)]) as cam:

@@ -363,7 +363,8 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"{_params(r, ('dream_octaves', 'octaves'), ('dream_octave_scale', 'octave scale'), ('dream_steps', 'steps per octave'), ('dream_lr', 'step size'))}; "
         f"original vs dreamed for {r.images_phrase(short=True)}, each titled with the objective before and after.")),
     "class_models.png": ("classviz", "Class models", lambda r, _: (
-        f"Class-model visualization (Simonyan et al. 2014, sec. 2): one image per class maximising its logit "
+        f"Class-model visualization (Simonyan et al. 2014, sec. 2): one image per class maximising its "
+        f"{'logit' if r.setting('classviz_objective', 'logprob') == 'logit' else 'log-softmax probability'} "
         f"from noise with L2 regularisation ({_params(r, ('classviz_steps', 'steps'), ('classviz_lr', 'lr'), ('classviz_l2', 'L2'))}); "
         "each panel gives the probability the model assigns to its class.")),
     "trust_curves.png": ("trust", "Deletion and insertion curves", lambda r, _: (

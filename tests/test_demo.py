@@ -145,10 +145,7 @@ def test_the_model_leans_on_the_stamp(validation):
 
 @pytest.mark.parametrize("method", [
     "integrated_gradients",
-    pytest.param("gradcam", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 17: on the committed v2.6 checkpoint Grad-CAM at cnn.18 puts 1.5x the stamp's area share on it "
-        "(2x asked; IG 2.7x). Two other trainings of this recipe reached 4.0-4.2x, but one of them missed the "
-        "pair and pointing bars; see the README")))])
+    "gradcam"])
 def test_gradcam_and_ig_find_the_stamp(demo_data, demo_ctx, method):
     va = dataset.open_split(demo_data, "validation")
     s = demo.SHORTCUT_CLASS
