@@ -20,8 +20,8 @@ object and, where they have one, our batch size:
   - Grad-CAM at cnn.18: pytorch_grad_cam.GradCAM on chunks of grad_batch_size images;
   - LIME, 1000 samples: LimeImageExplainer().explain_instance(image, fn, num_samples=1000,
     batch_size=lime_batch_size) with lime's other defaults (top_labels=5, quickshift segmentation, hide_color
-    0; its progress bar off) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain's
-    SLIC-100 explainer with every class explained. Different segmentations: no r.
+    None) and a plain classifier function (torch.no_grad, fp32); ours: lime_explain.lime_attribution (SLIC-100,
+    the target's weights), as the lime task runs it. Different segmentations: no r.
 Peak memory: the process's peak resident set during each call (Linux VmHWM, reset before it through
 /proc/self/clear_refs), printed as the increase over the resident set before the call.
 r: Pearson correlation per image of our map with the peer's (channels reduced as ours: IG summed over channels,
@@ -125,7 +125,6 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     gbs, bs, lbs = s["grad_batch_size"], s["batch_size"], s["lime_batch_size"]
-    cpu = torch.device("cpu")
     probs = nn.Sequential(model, nn.Softmax(dim=1))   # occlusion explains the target's probability
 
     def fwd() -> nn.Module:   # ours' forward-only model, built inside each timed call (its one-time cost counts)
@@ -168,11 +167,10 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                        targets=[ClassifierOutputTarget(int(c)) for c in t[i:i + gbs]])
                                    for i in range(0, len(x), gbs)])
 
-    def ours_lime() -> np.ndarray:
-        fn = L.classifier(fwd(), cpu, lbs, "fp32")   # fast_bf16 runs its own bf16 autocast
-        seg = L.segmenter(s["lime_segments"], s["lime_compactness"], s["lime_sigma"])
-        exps = L.explain_images(fn, x, list(range(len(x))), 11, LIME_N, lbs, seg)
-        return L.weight_maps(exps, t)
+    def ours_lime() -> np.ndarray:   # as the lime task runs it: the target's weights, fast_bf16 under bf16
+        return L.lime_attribution(fwd(), x, torch.as_tensor(t), batch_size=lbs, seed=0, keys=list(range(len(x))),
+                                  samples=LIME_N, segments=s["lime_segments"], compactness=s["lime_compactness"],
+                                  sigma=s["lime_sigma"]).maps
 
     def plain_fn(images: np.ndarray) -> np.ndarray:   # what a lime user writes
         with torch.no_grad():
@@ -182,7 +180,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
     def peer_lime() -> None:
         for i in range(len(x)):
             LimeImageExplainer().explain_instance(x[i].permute(1, 2, 0).numpy().astype(np.double), plain_fn,
-                                                  num_samples=LIME_N, batch_size=lbs, progress_bar=False)
+                                                  num_samples=LIME_N, batch_size=lbs)
         return None
 
     return {"ig": (ours_ig, peer_ig), "smoothgrad": (ours_sg, peer_sg), "occlusion": (ours_occ, peer_occ),
