@@ -260,7 +260,7 @@ def task_classviz(ctx) -> ClassModelsResult:
     gens = [ctx.torch_generator("classviz", c) for c in classes]
     images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
                                  s["classviz_l2"], chunk=int(s["grad_batch_size"]),
-                                 objective=str(s["classviz_objective"]))
+                                 objective=s["classviz_objective"])
     reached = probs[np.arange(len(classes)), classes]
     ncols = min(6, len(classes))
     nrows = -(-len(classes) // ncols)

@@ -145,18 +145,23 @@ def run(opts) -> int:
             budget.apply(ctx, names, opts.time_budget)
         for name in names:
             t0 = time.perf_counter()
-            try:
-                result = tasks.get(name)(ctx)
-                ctx.results[name] = result
-                what = ", ".join(str(Path(f).relative_to(ctx.out)) if Path(f).is_relative_to(ctx.out) else str(f)
-                                 for f in result.files)
-            except Skipped as why:
-                what = f"skipped: {why}"
+            what = run_task(ctx, name)
             rows.append((name, time.perf_counter() - t0, what))
             print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
         write_json(ctx.out / "run.json", ctx.record(time.perf_counter() - started))
     print_table(rows, time.perf_counter() - started)
     return 0
+
+
+def run_task(ctx, name: str) -> str:
+    """Run one task and keep its record in ctx.results; returns the files it wrote, or "skipped: why"."""
+    try:
+        result = tasks.get(name)(ctx)
+    except Skipped as why:
+        return f"skipped: {why}"
+    ctx.results[name] = result
+    return ", ".join(str(Path(f).relative_to(ctx.out)) if Path(f).is_relative_to(ctx.out) else str(f)
+                     for f in result.files)
 
 
 def print_table(rows: list[tuple[str, float, str]], total: float) -> None:

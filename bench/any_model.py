@@ -75,7 +75,6 @@ def child(arch: str, device: str, extra: list[str], out: Path) -> dict:
     import context
     import main
     import tasks
-    from errors import Skipped
 
     names = tasks.default_tasks()
     args = context.Options.from_args(main.parse_args(["--data", str(photos()), "--arch", arch, "--out", str(out),
@@ -90,11 +89,8 @@ def child(arch: str, device: str, extra: list[str], out: Path) -> dict:
     for name in names:
         peak_reset()
         t0 = time.perf_counter()
-        try:
-            ctx.results[name] = tasks.get(name)(ctx)
-            what = ""
-        except Skipped as why:
-            what = f"skipped: {why}"
+        what = main.run_task(ctx, name)
+        what = what if what.startswith("skipped: ") else ""
         rows.append({"task": name, "seconds": time.perf_counter() - t0, "predicted": predicted.get(name),
                      "peak_gib": peak_gib(), "note": what})
     import torch

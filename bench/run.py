@@ -21,8 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import budget  # noqa: E402
 import context  # noqa: E402
-from errors import Skipped  # noqa: E402
 import main  # noqa: E402
 import tasks  # noqa: E402
 from bench.any_model import peak_gib, peak_reset  # noqa: E402
@@ -126,8 +126,6 @@ def run_pipeline(data: Path, ckpt: Path, out: Path, device: str, best: dict[str,
     t0 = time.perf_counter()
     ctx = context.build(args)
     ctx.timings = []
-    import budget
-
     budget.apply(ctx, tasks.default_tasks(), args.time_budget)   # as main.run does for the default list
     setup = time.perf_counter() - t0
     counter = PassCounter(ctx.model)
@@ -142,13 +140,12 @@ def run_pipeline(data: Path, ckpt: Path, out: Path, device: str, best: dict[str,
     for name in tasks.default_tasks():
         peak_reset()
         f0, b0, t0 = counter.fwd, counter.bwd, time.perf_counter()
-        try:
-            ctx.results[name] = tasks.get(name)(ctx)
-        except Skipped as why:
-            print(f"{name:<13} skipped: {why}")
-            continue
+        what = main.run_task(ctx, name)
         sec = time.perf_counter() - t0
-        ctx.timings.append((name, sec, ""))
+        ctx.timings.append((name, sec, what))
+        if what.startswith("skipped: "):
+            print(f"{name:<13} {what}")
+            continue
         fwd, bwd = counter.fwd - f0, counter.bwd - b0
         ideal = fwd / best["forward"] + bwd / best["backward"]
         eff = f"{100 * ideal / sec:>9.0f}%" if fwd + bwd else f"{'-':>10}"
