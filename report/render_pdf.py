@@ -230,7 +230,7 @@ def jpeg_images(path: Path) -> None:
     import io
 
     import pypdf
-    from pypdf.generic import NameObject, NumberObject
+    from pypdf.generic import NameObject, NumberObject, StreamObject
 
     writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(path))
     done: set[int] = set()
@@ -243,10 +243,13 @@ def jpeg_images(path: Path) -> None:
             pixels = obj.decode_as_image().convert("RGB")   # matplotlib stores few-colour figures as palettes
             buf = io.BytesIO()
             pixels.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
-            obj.set_data(buf.getvalue())
+            # The stream's bytes are the JPEG file itself: StreamObject.set_data stores them as they are, where the
+            # Flate stream's own set_data would compress them again under a /DCTDecode label (blank in viewers).
+            obj[NameObject("/Filter")] = NameObject("/DCTDecode")
             for key in ("/DecodeParms", "/Predictor"):
                 obj.pop(key, None)
-            obj[NameObject("/Filter")] = NameObject("/DCTDecode")
+            StreamObject.set_data(obj, buf.getvalue())
+            obj.decoded_self = None
             obj[NameObject("/ColorSpace")] = NameObject("/DeviceRGB")
             obj[NameObject("/BitsPerComponent")] = NumberObject(8)
     with open(path, "wb") as f:
