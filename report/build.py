@@ -13,7 +13,8 @@ if __package__ in (None, ""):   # `python report/build.py DIR` as well as `pytho
 from report.render_html import write_html  # noqa: E402
 from report.render_pdf import write_pdf  # noqa: E402
 from records import ReportResult  # noqa: E402
-from report.sections import build_report, read_json  # noqa: E402
+from report.reading import read_json  # noqa: E402
+from report.sections import build_report  # noqa: E402
 
 DATA_FILES = ["report.pdf", "confusion_matrix.csv", "predictions.csv", "trust.json", "trust.csv", "run.json"]
 

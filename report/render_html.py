@@ -5,7 +5,8 @@ from html import escape
 from pathlib import Path
 
 from outputs import write_bytes
-from report.sections import REFERENCES, Report, Table
+from report.parts import Report, Table
+from report.references import REFERENCES
 
 CSS = """
 body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #222;

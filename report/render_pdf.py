@@ -14,7 +14,8 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 import draw  # noqa: E402
 from outputs import atomic  # noqa: E402
-from report.sections import REFERENCES, Report, Table  # noqa: E402
+from report.parts import Report, Table  # noqa: E402
+from report.references import REFERENCES  # noqa: E402
 
 PAGE = (8.27, 11.69)            # A4 portrait, inches
 MARGIN = 0.6

@@ -19,7 +19,11 @@ from conftest import REPO
 from outputs import save_maps, write_csv, write_json
 from report import build
 from report.render_pdf import bands, table_lines
-from report.sections import FIGURES, Table, build_report, confusion_sentences, lime_sentences, trust_table
+from report.figures import FIGURES
+from report.q3_lime import confusion_sentences, lime_sentences
+from report.sections import build_report
+from report.trust_text import trust_table
+from report.parts import Table
 
 NAMES = ["Bread", "Dessert", "Soup"]
 COUNTS = np.array([[8, 1, 1],     # Bread 0.80

@@ -1,0 +1,69 @@
+"""Section 2 (question 2): filter visualization, activations and dataset examples."""
+from __future__ import annotations
+
+from report.figures import figure, layer_figures
+from report.parts import Section
+from report.phrases import fmt, mean_of, natural_key
+from report.reading import Run
+
+
+def filter_sentences(res: dict) -> list[str]:
+    """Per layer: the optimised images' activation against noise and against the real images."""
+    out = []
+    for layer, r in sorted((res.get("layers") or {}).items(), key=lambda kv: natural_key(kv[0])):
+        if not isinstance(r, dict):
+            continue
+        plain, robust = mean_of(r.get("plain_activation")), mean_of(r.get("robust_activation"))
+        noise, real = mean_of(r.get("noise_activation")), mean_of(r.get("image_mean_activation"))
+        n = len(r.get("filters") or [])
+        alias = f" ({r['alias']})" if r.get("alias") else ""
+        if plain is None:
+            continue
+        text = f"Layer {layer}{alias}, {n} filters: the plain images reach a mean activation of {fmt(plain)}"
+        if robust is not None:
+            text += f" (robust: {fmt(robust)})"
+        if noise is not None:
+            text += f", against {fmt(noise)} for uniform noise"
+        if real is not None:
+            text += f" and {fmt(real)} averaged over the selected real images"
+        out.append(text + ".")
+    return out
+
+
+def example_sentences(res: dict) -> list[str]:
+    """Per layer: which images excite the filters most (dataset examples)."""
+    out = []
+    for layer, r in sorted((res.get("layers") or {}).items(), key=lambda kv: natural_key(kv[0])):
+        ex = r.get("examples") if isinstance(r, dict) else None
+        if not isinstance(ex, dict) or not ex:
+            continue
+        k = len(next(iter(ex.values())))
+        bits = "; ".join(f"#{f}: {', '.join(e['file'] for e in rows)} (mean {fmt(rows[0]['activation'], 2)} at most)"
+                         for f, rows in list(ex.items())[:4])
+        out.append(f"Dataset examples at layer {layer}: the {k} images of {res.get('examples_split') or 'the evaluation'}/ "
+                   f"({res.get('examples_images', '?')} scanned) with the highest mean activation of each filter, "
+                   f"shown in filter_examples.png beside the optimised images. For instance {bits}.")
+    return out
+
+
+def filters_section(run: Run) -> Section:
+    """Question 2: what do the filters respond to?"""
+    s = Section("2. Filter visualization and activations: what do the filters respond to?", refs=["erhan", "olah"])
+    s.paragraphs.append(
+        "Each filter image starts from uniform noise and is optimised by gradient ascent to maximise one filter's "
+        "mean activation (Erhan et al. 2009; robust parameterisation after Olah et al. 2017). The activation maps "
+        "show where the same filters fire on the real images.")
+    res = run.results.get("filters")
+    if isinstance(res, dict):
+        s.paragraphs.extend(filter_sentences(res))
+    if isinstance(res, dict):
+        s.paragraphs.extend(example_sentences(res))
+    layers = (run.layers("filters") or "").split(", ")
+    for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png",
+                 "filter_examples.png"):
+        names = layer_figures(run, base)
+        # the unsuffixed figure shows the one recorded layer that has no suffixed file
+        first = [l for l in layers if l and f"{base[:-4]}_{l}.png" not in names]
+        for name in names:
+            figure(run, name, s, layer=first[0] if name == base and len(layers) > 1 and len(first) == 1 else None)
+    return s
