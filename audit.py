@@ -35,7 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import dataset
+import metrics
+import saliency
 import seeds
+import where
 from errors import Skipped, UserError
 from model import device_of
 from records import AuditResult
@@ -92,39 +95,6 @@ def _padded(x: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, int]]:
         yield chunk, real
 
 
-@contextmanager
-def _no_weight_grads(model: nn.Module) -> Iterator[None]:
-    """Parameters stop requiring gradients for the block (restored after), so a backward pass stays in the head."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-@contextmanager
-def _leaf_output(layer: nn.Module) -> Iterator[dict]:
-    """Replace `layer`'s output by a leaf that requires grad (stored under 'act'); downstream gets a clone."""
-    store: dict = {}
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise UserError(f"the audit's Grad-CAM layer ({type(module).__name__}) must output one 4-D tensor; "
-                            f"pick a convolutional layer")
-        leaf = output.detach().requires_grad_(True)
-        store["act"] = leaf
-        return leaf.clone()   # later in-place ops must not touch the leaf
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
 _device = device_of
 
 
@@ -137,23 +107,13 @@ def as_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 def cam_pass(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int, grid: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N x C, fp32) and Grad-CAM maps of the predicted class (N x grid x grid)."""
-    device = _device(model)
     probs, maps = [], []
-    with _no_weight_grads(model), _leaf_output(layer) as store:
-        for chunk, real in _padded(x, batch_size):
-            store.clear()
-            with torch.enable_grad():
-                logits = model(chunk.to(device).contiguous(memory_format=torch.channels_last)).float()
-                if "act" not in store:
-                    raise UserError("the audit's Grad-CAM layer did not run in the forward pass; pick another --layer")
-                pred = logits.argmax(1)
-                (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), store["act"])
-            act = store["act"].detach().float()
-            cam = F.relu((grad.float().mean((2, 3), keepdim=True) * act).sum(1, keepdim=True))
-            smaller = cam.shape[-2] > grid or cam.shape[-1] > grid
-            cam = F.interpolate(cam, size=(grid, grid), mode="bilinear", align_corners=False, antialias=smaller)
-            probs.append(torch.softmax(logits.detach(), 1)[:real].cpu())
-            maps.append(cam[:real, 0].cpu())
+    for chunk, real in _padded(x, batch_size):
+        cam, logits = saliency.gradcam_batch(model, chunk.contiguous(memory_format=torch.channels_last), layer)
+        smaller = cam.shape[-2] > grid or cam.shape[-1] > grid
+        cam = F.interpolate(cam[:, None], size=(grid, grid), mode="bilinear", align_corners=False, antialias=smaller)
+        probs.append(torch.softmax(logits, 1)[:real].cpu())
+        maps.append(cam[:real, 0].cpu())
     return torch.cat(probs).numpy(), torch.cat(maps).numpy().astype(np.float32)
 
 
@@ -188,29 +148,9 @@ def deletion_auc(model: nn.Module, x: torch.Tensor, maps: np.ndarray, targets: n
     curve = np.empty((n, steps + 1), dtype=np.float64)
     curve[:, 0] = p0
     curve[:, -1] = floor[targets]
-    if steps > 1 and n:
-        keep = torch.from_numpy(ranks[:, None, :] >= counts[None, 1:steps, None])      # n x (steps-1) x cells
-        keep = keep.view(n * (steps - 1), 1, g, g).float()
-        keep = F.interpolate(keep, size=tuple(x.shape[-2:]), mode="nearest")
-        copies = x.repeat_interleave(steps - 1, 0) * keep
-        tgt = torch.as_tensor(np.repeat(targets, steps - 1))
-        out = []
-        device = _device(model)
-        with torch.inference_mode():
-            for chunk, real in _padded(copies, batch_size):
-                p = torch.softmax(model(chunk.to(device).contiguous(memory_format=torch.channels_last)).float(), 1)
-                out.append(p[:real].cpu())
-        p = torch.cat(out)
-        curve[:, 1:steps] = p[torch.arange(len(p)), tgt].numpy().reshape(n, steps - 1)
-    return np.trapezoid(curve, counts / cells, axis=-1)
-
-
-def border_band(grid: int, border: float) -> np.ndarray:
-    """Bool grid x grid: the cells within round(border x grid) cells (at least 1) of an edge."""
-    w = max(1, int(round(border * grid)))
-    i = np.arange(grid)
-    d = np.minimum(i, grid - 1 - i)
-    return np.minimum(d[:, None], d[None, :]) < w
+    curve[:, 1:steps] = metrics.perturbed_probs(model, x, ranks.reshape(n, g, g), targets, counts[1:steps],
+                                                torch.zeros_like(x), batch_size=batch_size, pad=True)
+    return metrics.auc(counts / cells, curve)
 
 
 def mass_share(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -253,7 +193,7 @@ def audit_batch(model: nn.Module, layer: nn.Module, images: torch.Tensor | np.nd
     else:
         mark, has = nan.copy(), np.full(len(pred), -1, dtype=np.int64)
     return AuditRows(pred=pred, confidence=conf, label=labels, maps=maps, deletion_auc=dauc,
-                     border_mass=mass_share(maps, border_band(grid, border)), object_mass=obj, mark_mass=mark,
+                     border_mass=mass_share(maps, where.border_mask(grid, border)), object_mass=obj, mark_mass=mark,
                      has_mark=has)
 
 
@@ -373,25 +313,13 @@ def summarise(rows: AuditRows, num_classes: int, clusters: int, seed: int, windo
 
 # ---------------------------------------------------------------- reading a split
 
-def mark_dir(data: Path, split: str) -> Path | None:
-    """`masks_mark/<split>/` of a Food-11 tree with planted-mark masks, else None."""
-    d = Path(data) / "masks_mark" / split
-    return d if d.is_dir() else None
-
-
-def load_masks(images: dataset.ImageSet, marks: Path | None, indices: np.ndarray, size: int
+def load_masks(cfg: AuditConfig, images: dataset.ImageSet, indices: np.ndarray
                ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Object masks (None unless every image has one) and mark masks (an image without a mark file: empty)."""
-    paths = [images.mask_path(int(i)) for i in indices]
-    obj = np.stack([dataset.load_mask(p, size) for p in paths]) if paths and all(paths) else None
-    mark = None
-    if marks is not None:
-        mark = np.zeros((len(indices), size, size), dtype=bool)
-        for k, i in enumerate(indices):
-            p = marks / (Path(images.files[int(i)]).stem + ".png")
-            if p.is_file():
-                mark[k] = dataset.load_mask(p, size)
-    return obj, mark
+    """Object masks (None unless every image has one) and mark masks (an image without a mark file: empty; None
+    without masks_mark/<split>/), brought to the input size with the run's resize like the images."""
+    idx = [int(i) for i in indices]
+    return (dataset.load_masks(images, idx, cfg.size, cfg.resize),
+            where.mark_masks(cfg.data, images, idx, cfg.size, cfg.resize))
 
 
 @dataclass
@@ -432,7 +360,6 @@ class Auditor:
         self.model, self.infer = _models(model, cfg, self.device)
         self.layer = find_module(model.net, cfg.layer)
         self.images = dataset.open_split(cfg.data, cfg.split)
-        self.marks = mark_dir(Path(cfg.data), cfg.split)
         self.ties = tie_order(cfg.grid, cfg.seed)
         self.floor = black_probs(self.infer, cfg.size, 3, cfg.batch_size)
         self.num_classes = num_classes
@@ -440,7 +367,7 @@ class Auditor:
     def rows(self, images: torch.Tensor, indices: np.ndarray) -> AuditRows:
         """Audit rows of one batch of decoded images (uint8) at listing indices."""
         c = self.cfg
-        masks, marks = load_masks(self.images, self.marks, indices, c.size)
+        masks, marks = load_masks(c, self.images, indices)
         labels = np.array([-1 if self.images.labels[int(i)] is None else self.images.labels[int(i)] for i in indices])
         return audit_batch(self.model, self.layer, images, labels, batch_size=c.batch_size, grid=c.grid,
                            steps=c.steps, border=c.border, ties=self.ties, floor=self.floor, infer_model=self.infer,

@@ -6,13 +6,15 @@ down just as far as needed, and every change is recorded in run.json and the rep
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import torch
 from torch import nn
 
+import explain
+import trust
+from deep_dream import CLASSVIZ_MAX
 from errors import UserError
 
 WARN_SECONDS = 540.0
@@ -63,43 +65,6 @@ def decode_seconds(folder, size: int, cv2_mode: bool, n: int = 8, resize: Any = 
     return sorted(times)[len(times) // 2]
 
 
-def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
-    """Multiply-adds of one image's forward pass: Conv and Linear layers only, counted by hooks in one probe pass."""
-    total = 0
-
-    def count(mod: nn.Module, _inp: Any, out: Any) -> None:
-        nonlocal total
-        if isinstance(out, torch.Tensor):
-            per_out = mod.in_features if isinstance(mod, nn.Linear) else \
-                (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
-            total += per_out * out[0].numel()
-
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    handles = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, kinds)]
-    try:
-        with torch.inference_mode():
-            net(torch.zeros(1, 3, size, size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return int(total)
-
-
-def trust_counts(macs: int | None, s: dict[str, Any]) -> dict[str, int]:
-    """The trust task's image counts for a model of `macs` multiply-adds per image (never timing).
-
-    factor = min(1, trust_ref_macs / macs). Validation images per class: floor(trust_per_class x factor); of these
-    LIME and SHAP take floor(trust_sampled_per_class x factor), at least one per class while any are taken; the
-    sanity check: max(1, floor(sanity_images x factor)). The demo model (74 M multiply-adds, under the 100 M
-    reference) keeps 3 / 1 / 8; the full-size hw3 (1.1 G) gets 0 / 0 / 1, i.e. the selected images only, as before.
-    """
-    factor = 1.0 if not macs else min(1.0, float(s["trust_ref_macs"]) / float(macs))
-    per_class = int(math.floor(s["trust_per_class"] * factor + 1e-9))
-    sampled = min(per_class, max(1, int(math.floor(s["trust_sampled_per_class"] * factor + 1e-9)))) if per_class else 0
-    return {"per_class": per_class, "sampled_per_class": sampled,
-            "sanity": max(1, int(math.floor(s["sanity_images"] * factor + 1e-9))), "factor": factor}
-
-
 def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13, *,
            size: int = 128, n_classviz: int | None = None, macs: int | None = None) -> tuple[float, float]:
     """(forward images, forward+backward images) a task costs under settings s (full-model equivalents).
@@ -111,9 +76,9 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
     from confusion import LIME_CLASS_ROWS, MAX_GRID
 
     lime_rows = n_classes if n_classes <= MAX_GRID else LIME_CLASS_ROWS
-    n_classviz = min(n_classes, 12) if n_classviz is None else n_classviz
-    methods = 8  # attribution maps scored by the trust task, random baseline included
-    tc = trust_counts(macs, s)
+    n_classviz = min(n_classes, CLASSVIZ_MAX) if n_classviz is None else n_classviz
+    methods = len(explain.method_names()) + 1  # maps scored by the trust task, the random baseline included
+    tc = trust.trust_counts(macs, s)
     if macs is None:   # the model's cost unknown: the selected images only
         tc = tc | {"per_class": 0, "sampled_per_class": 0}
     val, val_sampled = n_classes * tc["per_class"], n_classes * tc["sampled_per_class"]
@@ -156,7 +121,7 @@ def occlusion_positions(size: int, patch: int, stride: int) -> int:
     return len(range(0, size - patch + 1, stride)) + (1 if (size - patch) % stride else 0)
 
 
-def predict(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int,
+def task_seconds(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int,
             n_eval: int, n_layers: int = 13, **shape: int | None) -> dict[str, float]:
     """Predicted seconds per task from the cost model and the probed rates (shape: passes' size, n_classviz)."""
     out = {}
@@ -173,7 +138,7 @@ def plan(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images:
          ) -> tuple[dict[str, Any], list[str]]:
     """Scale the scalable settings by one common factor (down to their floors) until the run fits the budget."""
     def total(cfg: dict[str, Any]) -> float:
-        return overhead * sum(predict(tasks, cfg, rates, n_images, n_classes, n_eval, n_layers, **shape).values())
+        return overhead * sum(task_seconds(tasks, cfg, rates, n_images, n_classes, n_eval, n_layers, **shape).values())
 
     if total(s) <= budget:
         return dict(s), []
@@ -197,25 +162,16 @@ def scaled(s: dict[str, Any], factor: float) -> dict[str, Any]:
 
 
 def will_skip(ctx, task_names: list[str]) -> dict[str, str]:
-    """The tasks of this run that will be skipped, and why (as the tasks themselves decide)."""
-    import dataset
-
+    """The tasks of this run that will be skipped, and why (the run context's own skip rules)."""
     out: dict[str, str] = {}
-    split = ctx.opts.eval_split
-    folder = ctx.data / split
-    if not dataset.is_food11(ctx.data) or not folder.is_dir():
-        why = f"{ctx.data} is not a Food-11 tree with a {split}/ folder"
-    else:
-        names = dataset.list_images(folder)
-        why = "" if names and all(dataset.parse_label(n) is not None for n in names) else \
-            f"{split}/ images carry no labels (<label>_<n>.jpg names)"
+    why = ctx.eval_problem()
     if why:
         out.update({t: why for t in ("confusion", "lime_classes") if t in task_names})
-    if not ctx.opts.layer and not ctx.conv_layers():
-        kind = ctx.settings.get("dream_objective", "l2").partition(":")[0]
-        for t, what in (("gradcam", "Grad-CAM"), ("filters", "filter visualization"), ("deepdream", "Deep Dream")):
-            if t in task_names and not (t == "deepdream" and kind == "logit"):
-                out[t] = f"the network has no layer with a 4-D output, which {what} needs"
+    kind = ctx.settings.get("dream_objective", "l2").partition(":")[0]
+    for t, what in (("gradcam", "Grad-CAM"), ("filters", "filter visualization"), ("deepdream", "Deep Dream")):
+        why = ctx.layer_problem(what)
+        if why and t in task_names and not (t == "deepdream" and kind == "logit"):
+            out[t] = why
     return out
 
 
@@ -246,11 +202,11 @@ def apply(ctx, task_names: list[str], seconds: float | None) -> None:
         shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
 
     def total(cfg: dict[str, Any], r: dict[str, float]) -> float:
-        return 1.25 * sum(predict(task_names, cfg, r, *sizes, **shape).values())
+        return 1.25 * sum(task_seconds(task_names, cfg, r, *sizes, **shape).values())
 
     before = total(ctx.settings, rates)
     # the cost model's seconds per task (without the 25% margin), for bench/any_model.py to set against the measured
-    ctx.cache["budget_prediction"] = predict(task_names, ctx.settings, rates, *sizes, **shape)
+    ctx.cache["budget_prediction"] = task_seconds(task_names, ctx.settings, rates, *sizes, **shape)
     note = f" (skipped: {', '.join(skipped)})" if skipped else ""
     if seconds is None:
         if before > WARN_SECONDS:

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -17,9 +17,10 @@ import demo
 import explain
 import seeds
 import settings as settings_mod
+from attribution import Attribution, Method
 from errors import Skipped, UserError
 from model import Autocast, Network, Preprocess, autocast, find_module, load_weights, make_network, native_bf16, \
-    output_classes, probe_4d_modules, read_checkpoint, sha256_file
+    model_macs, output_classes, probe_4d_modules, read_checkpoint, sha256_file
 
 
 @dataclass(frozen=True)
@@ -136,19 +137,36 @@ class RunContext:
         the sanity check and predictions use the fp32 `model`."""
         return self.model if self.precision == "fp32" else Autocast(self.model, self.device)
 
-    def attribution(self, method: str) -> explain.Attribution:
-        """The method's Attribution of the selected images with the run's settings (computed once, in memory)."""
-        if method not in self.maps:
-            m = explain.get_method(method)
-            opts = explain.method_options(method, self.settings)
-            if method == "gradcam":
-                opts["layer"] = self.gradcam_layer()
-            if method == "lime":
-                opts["extra_labels"] = self.preds()
-            self.maps[method] = explain.attribute(
-                self.model, self.images, self.targets(), method, batch_size=self.settings[m.batch_key],
-                seed=self.seed, keys=self.files, precision=self.precision, progress=method, **opts)
-        return self.maps[method]
+    def attribute(self, method: str, images: torch.Tensor | None = None, targets: Any = None,
+                  keys: Sequence[Any] | None = None, *, sanity: bool = False, model: nn.Module | None = None,
+                  progress: str | None = None, **options: Any) -> Attribution:
+        """The one way a task gets maps: `method` with the run's settings (the sanity check's counts when asked).
+        With no images, the selected images for their targets (computed once, kept in memory)."""
+        if images is None:
+            if method not in self.maps:
+                extra = {"extra_labels": self.preds()} if method == "lime" else {}
+                self.maps[method] = self.attribute(method, self.images, self.targets(), self.files,
+                                                   progress=method, **extra)
+            return self.maps[method]
+        m = explain.get_method(method)
+        opts = explain.method_options(method, self.settings, sanity)
+        if method == "gradcam":
+            opts["layer"] = self.gradcam_layer()
+        return explain.attribute(self.model if model is None else model, images, targets, method,
+                                 batch_size=self.settings[m.batch_key], seed=self.seed, keys=keys,
+                                 precision=self.precision, progress=progress, **(opts | options))
+
+    def method_names(self) -> list[str]:
+        """Every registered attribution method, in comparison-grid order."""
+        return explain.method_names()
+
+    def method(self, name: str) -> Method:
+        """A registered attribution method."""
+        return explain.get_method(name)
+
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities of any images under the run's model (fp32)."""
+        return explain.predict(self.model, images, self.settings["batch_size"])
 
     def gradcam_layer(self) -> str:
         """--layer (its first value), else the last 4-D non-pooling module of the user's network."""
@@ -171,7 +189,7 @@ class RunContext:
     def probs(self) -> np.ndarray:
         """Softmax probabilities of the selected images (computed once, shared by every task)."""
         if "probs" not in self.cache:
-            self.cache["probs"] = explain.predict(self.model, self.images, self.settings["batch_size"])
+            self.cache["probs"] = self.predict(self.images)
         return self.cache["probs"]
 
     def preds(self) -> np.ndarray:
@@ -196,9 +214,7 @@ class RunContext:
     def macs(self) -> int:
         """Multiply-adds of one image's forward pass (Conv/Linear hooks, one probe pass, cached)."""
         if "macs" not in self.cache:
-            import budget
-
-            self.cache["macs"] = budget.model_macs(self.net, self.input_size, self.device)
+            self.cache["macs"] = model_macs(self.net, self.input_size, self.device)
         return self.cache["macs"]
 
     def layer(self, name: str) -> nn.Module:
@@ -211,12 +227,18 @@ class RunContext:
             self.cache["conv_layers"] = probe_4d_modules(self.net, self.input_size, self.device)
         return self.cache["conv_layers"]
 
+    def layer_problem(self, what: str) -> str | None:
+        """Why a task that needs a 4-D layer (`what`) cannot run on this network, or None when it can."""
+        if not self.opts.layer and not self.conv_layers():
+            return f"the network has no layer with a 4-D output, which {what} needs"
+        return None
+
     def layers_or_skip(self, what: str) -> list[str]:
         """conv_layers(); a network without a 4-D layer (and no --layer) skips the task asking, with one line."""
-        layers = self.conv_layers()
-        if not layers and not self.opts.layer:
-            raise Skipped(f"the network has no layer with a 4-D output, which {what} needs")
-        return layers
+        why = self.layer_problem(what)
+        if why:
+            raise Skipped(why)
+        return self.conv_layers()
 
     def split(self, name: str) -> dataset.ImageSet:
         """Another split of the same data (e.g. validation for the confusion matrix)."""
@@ -236,15 +258,21 @@ class RunContext:
                                "rechecked": rechecked}
         return self.cache[key]
 
-    def eval_predictions(self) -> dict[str, Any]:
-        """split_predictions of --eval-split, which must be a labelled Food-11 split (else the task is skipped)."""
+    def eval_problem(self) -> str | None:
+        """Why --eval-split cannot serve the whole-split tasks (not a labelled Food-11 split), or None when it can."""
         split = self.opts.eval_split
         if not dataset.is_food11(self.data) or not (self.data / split).is_dir():
-            raise Skipped(f"{self.data} is not a Food-11 tree with a {split}/ folder")
-        pred = self.split_predictions(split)
-        if len(pred["labels"]) == 0 or (pred["labels"] < 0).any():
-            raise Skipped(f"{split}/ images carry no labels (<label>_<n>.jpg names)")
-        return pred
+            return f"{self.data} is not a Food-11 tree with a {split}/ folder"
+        if not self.split(split).labelled:
+            return f"{split}/ images carry no labels (<label>_<n>.jpg names)"
+        return None
+
+    def eval_predictions(self) -> dict[str, Any]:
+        """split_predictions of --eval-split, which must be a labelled Food-11 split (else the task is skipped)."""
+        why = self.eval_problem()
+        if why:
+            raise Skipped(why)
+        return self.split_predictions(self.opts.eval_split)
 
     def rng(self, *keys: int | str) -> np.random.Generator:
         """A numpy generator seeded from --seed and keys (e.g. method name, image file): order-independent."""

@@ -240,14 +240,30 @@ def load_mask(path: Path, size: int, resize: Resize = STRETCH) -> np.ndarray:
         raise UserError(f"cannot read mask {path}: {exc}") from None
 
 
+def load_masks(images: ImageSet, indices: list[int], size: int, resize: Resize = STRETCH) -> np.ndarray | None:
+    """Object masks (N x size x size bool) for indices, brought to size like their images; None unless every image
+    has one."""
+    paths = [images.mask_path(i) for i in indices]
+    return np.stack([load_mask(p, size, resize) for p in paths]) if paths and all(paths) else None
+
+
+def mark_dir(data: str | Path, split: str) -> Path | None:
+    """`masks_mark/<split>/` of a tree with planted-mark masks, else None."""
+    d = Path(data) / "masks_mark" / split
+    return d if d.is_dir() else None
+
+
+def mark_path(data: str | Path, split: str, name: str) -> Path:
+    """The mark mask file of one image, `masks_mark/<split>/<stem>.png` (it exists only where the image has a mark)."""
+    return Path(data) / "masks_mark" / split / (Path(name).stem + ".png")
+
+
 def load_batch(images: ImageSet, indices: list[int], size: int, cv2_mode: bool = False, resize: Resize = STRETCH
                ) -> tuple[torch.Tensor, np.ndarray | None]:
     """Images (N x 3 x size x size float in [0,1]) and masks (N x size x size bool, or None) for indices."""
     arrs = [load_image(images.paths[i], size, cv2_mode, resize) for i in indices]
     x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
-    mpaths = [images.mask_path(i) for i in indices]
-    masks = np.stack([load_mask(p, size, resize) for p in mpaths]) if all(p is not None for p in mpaths) else None
-    return x, masks
+    return x, load_masks(images, indices, size, resize)
 
 
 class _SplitData(torch.utils.data.Dataset):

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import saliency
+import imageops
 from errors import UserError
+from settings import parse_ids
 from hooks import Tap
 from records import ClassModelsResult, DeepDreamResult
 from model import device_of
@@ -86,8 +87,8 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          antialias=size[0] < x.shape[-2])
 
 
-def dream(objective: Objective, images: torch.Tensor, generators: list[torch.Generator], steps: int = 10,
-          octaves: int = 3, octave_scale: float = 1.4, lr: float = 0.01, jitter: int = 8,
+def dream(objective: Objective, images: torch.Tensor, generators: list[torch.Generator], *, steps: int,
+          octaves: int, octave_scale: float, lr: float, jitter: int = 8,
           batch_size: int = 4) -> torch.Tensor:
     """Deep Dream: per-octave gradient ascent on `objective`, one generator per image; returns images in [0,1]."""
     out = []
@@ -130,8 +131,8 @@ CLASSVIZ_OBJECTIVES = ("logprob", "logit")
 
 
 def class_models(model: nn.Module, classes: list[int], size: int, generators: list[torch.Generator],
-                 steps: int = 40, lr: float = 0.05, l2: float = 1e-3, jitter: int = 4, blur_every: int = 4,
-                 blur_sigma: float = 0.5, chunk: int | None = None, objective: str = "logprob"
+                 *, steps: int, lr: float, l2: float, objective: str, jitter: int = 4, blur_every: int = 4,
+                 blur_sigma: float = 0.5, chunk: int | None = None
                  ) -> tuple[torch.Tensor, np.ndarray]:
     """Simonyan et al. class models, one image per class, optimised `chunk` at a time (default: all at once);
     returns (images K x 3 x size x size, softmax probs K x C). Each image depends only on its own generator."""
@@ -163,7 +164,7 @@ def _class_models_chunk(model: nn.Module, classes: list[int], size: int, generat
         opt.step()
         with torch.no_grad():
             if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
-                x.copy_(saliency.gaussian_blur(x, blur_sigma))
+                x.copy_(imageops.gaussian_blur(x, blur_sigma))
             x.clamp_(0, 1)
     x = x.detach()
     with torch.no_grad():
@@ -171,28 +172,12 @@ def _class_models_chunk(model: nn.Module, classes: list[int], size: int, generat
     return x.cpu(), probs
 
 
-def parse_classes(spec: str, num_classes: int) -> list[int]:
-    """'0-3,7' -> class ids (in the order given, without repeats); out-of-range ids raise a UserError."""
-    ids: list[int] = []
-    try:
-        for part in spec.replace(" ", "").split(","):
-            if part:
-                lo, sep, hi = part.partition("-")
-                ids += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
-    except ValueError:
-        raise UserError(f"--classes {spec!r}: use ids and ranges like 0-3,7") from None
-    bad = [i for i in ids if not 0 <= i < num_classes]
-    if not ids or bad:
-        raise UserError(f"--classes {spec!r}: the model has {num_classes} classes (0..{num_classes - 1})")
-    return list(dict.fromkeys(ids))
-
-
 def pick_classes(num_classes: int, spec: str | None, targets: np.ndarray, preds: np.ndarray,
                  limit: int = CLASSVIZ_MAX) -> list[int]:
     """The classes to draw: --classes, else all when there are at most `limit`, else each selected image's target
     and predicted class in image order (up to `limit`)."""
     if spec:
-        return parse_classes(spec, num_classes)
+        return parse_ids(spec, "--classes", num_classes, f"the model has {num_classes} classes")
     if num_classes <= limit:
         return list(range(num_classes))
     seen = [int(c) for pair in zip(targets, preds) for c in pair]
@@ -226,8 +211,8 @@ def task_deepdream(ctx) -> DeepDreamResult:
     dreamed, results = [], {}
     for name, objective in zip(layers, objectives):
         gens = [ctx.torch_generator("deepdream", name, idx) for idx in ctx.indices]
-        out = dream(objective, images, gens, s["dream_steps"], s["dream_octaves"], s["dream_octave_scale"],
-                    s["dream_lr"], batch_size=s["grad_batch_size"])
+        out = dream(objective, images, gens, steps=s["dream_steps"], octaves=s["dream_octaves"],
+                    octave_scale=s["dream_octave_scale"], lr=s["dream_lr"], batch_size=s["grad_batch_size"])
         before, after = evaluate(objective, images, s["batch_size"]), evaluate(objective, out, s["batch_size"])
         dreamed.append(out.cpu())
         results[name] = {"before": before.tolist(), "after": after.tolist(),
@@ -258,8 +243,8 @@ def task_classviz(ctx) -> ClassModelsResult:
     s = ctx.settings
     classes = pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds())
     gens = [ctx.torch_generator("classviz", c) for c in classes]
-    images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, s["classviz_steps"], s["classviz_lr"],
-                                 s["classviz_l2"], chunk=int(s["grad_batch_size"]),
+    images, probs = class_models(ctx.infer_model(), classes, ctx.input_size, gens, steps=s["classviz_steps"],
+                                 lr=s["classviz_lr"], l2=s["classviz_l2"], chunk=int(s["grad_batch_size"]),
                                  objective=s["classviz_objective"])
     reached = probs[np.arange(len(classes)), classes]
     ncols = min(6, len(classes))

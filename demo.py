@@ -354,7 +354,9 @@ def read_truth(root: Path = DEMO_DIR) -> dict[tuple[str, str], Item]:
 
 def mark_path(root: Path, split: str, name: str) -> Path | None:
     """The stamp mask of one image (masks_mark/<split>/<stem>.png), None when the image carries no stamp."""
-    p = Path(root) / "masks_mark" / split / (Path(name).stem + ".png")
+    import dataset
+
+    p = dataset.mark_path(root, split, name)
     return p if p.is_file() else None
 
 

@@ -19,73 +19,27 @@ A method is one function `fn(model, images, targets, *, batch_size, seed, keys, 
 from __future__ import annotations
 
 import copy
-
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+import fastpath
+import imageops
+import methods  # noqa: F401 (importing it registers the built-in methods)
+import metrics
+import saliency
+import seeds
+import settings
+from attribution import METHODS, Attribution, Method, NoBar, progress_bar, register  # noqa: F401 (re-exported)
 from errors import ExplainInputError
-from model import Autocast, logits_of
-from model import device_of as model_device  # one device rule for the whole project
-
-
-@dataclass
-class Attribution:
-    """One method's maps for a batch of images, with the method's own extras."""
-
-    method: str
-    maps: np.ndarray                       # N x H x W float32, raw values (sign kept where the method has one)
-    targets: np.ndarray                    # N int64: the class each map explains
-    options: dict[str, Any] = field(default_factory=dict)   # the options used, defaults filled in
-    gaps: np.ndarray | None = None         # integrated_gradients: |sum attr - (F(x) - F(x'))| / |F(x) - F(x')|
-    sigma: float | None = None             # smoothgrad: noise std as a fraction of each image's value range
-    layer: str | None = None               # gradcam: the layer's module name
-    segments: np.ndarray | None = None     # lime, shap: N x H x W int32 superpixel ids
-    local_fit: np.ndarray | None = None    # lime: R^2 of the explained class's local linear fit
-    base_values: np.ndarray | None = None  # shap: f(fully masked image) for the explained class
-    explanations: list | None = None       # lime: lime's ImageExplanation objects (for drawing)
-
-
-MethodFn = Callable[..., Attribution]
-
-
-@dataclass(frozen=True)
-class Method:
-    """A registered attribution method."""
-
-    name: str
-    title: str
-    fn: MethodFn
-    forward_only: bool                     # True: runs forward passes only (bf16-eligible), scores probabilities
-    defaults: dict[str, Any]               # every option with its default
-    settings: dict[str, str] = field(default_factory=dict)   # option -> key of the pipeline's settings
-    sanity: dict[str, str] = field(default_factory=dict)     # option -> settings key used by the sanity check
-    signed: bool = False                   # maps carry a sign (evidence for / against)
-    batch_setting: str | None = None       # settings key of its batch size (default: batch_size / grad_batch_size)
-    hooks: bool = False                    # reads a layer of the network through hooks (runs on the model as given)
-
-    @property
-    def batch_key(self) -> str:
-        """The settings key of this method's batch size in the pipeline."""
-        return self.batch_setting or ("batch_size" if self.forward_only else "grad_batch_size")
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    """Add a method to the registry (the pipeline and every trust metric pick it up)."""
-    METHODS[method.name] = method
-    return method
+from model import Autocast, as_classifier, device_of, user_net  # noqa: F401 (re-exported)
 
 
 def get_method(name: str) -> Method:
     """A registered method by name; an unknown name lists the known ones."""
-    _load_builtin()
     if name not in METHODS:
         raise ExplainInputError(f"unknown method {name!r}; methods: {', '.join(METHODS)}")
     return METHODS[name]
@@ -93,13 +47,7 @@ def get_method(name: str) -> Method:
 
 def method_names() -> list[str]:
     """Every registered method, in registry (comparison-grid) order."""
-    _load_builtin()
     return list(METHODS)
-
-
-def _load_builtin() -> None:
-    """Import the modules that register the built-in methods (once; they register on import)."""
-    import methods  # noqa: F401
 
 
 def method_options(name: str, settings: dict[str, Any], sanity: bool = False) -> dict[str, Any]:
@@ -110,35 +58,6 @@ def method_options(name: str, settings: dict[str, Any], sanity: bool = False) ->
 
 
 # ---------------------------------------------------------------- input handling
-
-class Logits(nn.Module):
-    """A model whose forward returns the logits tensor of any supported output form."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.model(x))
-
-
-def as_classifier(model: nn.Module) -> nn.Module:
-    """The model itself when it returns a tensor (our Preprocess does), else a Logits wrapper around it."""
-    from model import Preprocess
-
-    if not isinstance(model, nn.Module):
-        raise ExplainInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model if isinstance(model, (Preprocess, Logits, Autocast)) else Logits(model)
-
-
-def user_net(model: nn.Module) -> nn.Module:
-    """The network whose module names layers refer to: inside our wrappers, the user's own network."""
-    from model import Preprocess
-
-    while isinstance(model, (Logits, Autocast, Preprocess)):
-        model = model.net if isinstance(model, Preprocess) else model.model
-    return model
-
 
 def as_images(images: Any) -> torch.Tensor:
     """Images as an N x C x H x W float tensor on the CPU (a single C x H x W image becomes a batch of one)."""
@@ -152,7 +71,7 @@ def as_images(images: Any) -> torch.Tensor:
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 4) -> np.ndarray:
     """Softmax probabilities of a batch, in chunks, under inference mode."""
-    device = model_device(model)
+    device = device_of(model)
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
@@ -188,8 +107,6 @@ def _check_targets(targets: np.ndarray, num_classes: int) -> None:
 
 def default_batch_size(device: torch.device, forward_only: bool) -> int:
     """The pipeline's fixed batch size for the device type (settings.py)."""
-    import settings
-
     s = settings.resolve(device.type)
     return int(s["batch_size"] if forward_only else s["grad_batch_size"])
 
@@ -199,13 +116,15 @@ def default_batch_size(device: torch.device, forward_only: bool) -> int:
 def attribute(model: nn.Module, images: Any, target: Any = "pred", method: str = "vanilla", *,
               batch_size: int | None = None, seed: int = 0, keys: Sequence[Any] | None = None,
               precision: str = "fp32", device: torch.device | str | None = None, progress: str | None = None,
-              **options: Any) -> Attribution:
+              noise_tunnel: dict[str, Any] | None = None, **options: Any) -> Attribution:
     """Explain `images` for `target` with one method; every option has a default (see `METHODS[method].defaults`).
 
     batch_size: images per model call; seed and keys: the random steps (keys[i] identifies image i, default its
     position, so an image's noise or samples do not depend on the rest of the batch); precision 'bf16' runs the
     forward-only methods under bf16 autocast (gradient methods always run fp32); device: move the images there
-    (default: the model's device); progress: a label for one tqdm bar on stderr (silent when not a terminal).
+    (default: the model's device); progress: a label for one tqdm bar on stderr (silent when not a terminal);
+    noise_tunnel: {"n": copies, "sigma": noise std as a fraction of each image's value range} averages a gradient
+    method's maps over noisy copies of each image (SmoothGrad is the tunnel over vanilla).
     """
     m = get_method(method)
     unknown = sorted(set(options) - set(m.defaults))
@@ -215,7 +134,7 @@ def attribute(model: nn.Module, images: Any, target: Any = "pred", method: str =
     if precision not in ("fp32", "bf16"):
         raise ExplainInputError(f"precision must be fp32 or bf16, got {precision!r}")
     net = as_classifier(model)
-    dev = torch.device(device) if device is not None else model_device(net)
+    dev = torch.device(device) if device is not None else device_of(net)
     x = as_images(images)
     n = len(x)
     bs = int(batch_size or default_batch_size(dev, m.forward_only))
@@ -237,11 +156,36 @@ def attribute(model: nn.Module, images: Any, target: Any = "pred", method: str =
     if len(keys) != n:
         raise ExplainInputError(f"{len(keys)} keys for {n} images")
     opts = m.defaults | options
-    with _bar(progress) as bar:
+    with progress_bar(progress) as bar:
+        if noise_tunnel is not None:
+            return _tunnel(m, run, x, targets, noise_tunnel, bs, int(seed), keys, bar, opts)
         out = m.fn(run, x, torch.as_tensor(targets), batch_size=bs, seed=int(seed),
                    keys=keys, progress=bar, **opts)
     out.options = opts
     return out
+
+
+def _tunnel(m: Method, model: nn.Module, x: torch.Tensor, targets: np.ndarray, tunnel: dict[str, Any], bs: int,
+            seed: int, keys: list, bar: Any, opts: dict[str, Any]) -> Attribution:
+    """A gradient method's maps averaged over noisy copies of each image (the noise tunnel)."""
+    if m.forward_only:
+        raise ExplainInputError(f"the noise tunnel composes over gradient methods; {m.name} runs forward passes only")
+    unknown = sorted(set(tunnel) - {"n", "sigma"})
+    if unknown or "n" not in tunnel or "sigma" not in tunnel:
+        raise ExplainInputError(f"noise_tunnel takes {{'n': copies, 'sigma': fraction of the value range}}, "
+                                f"got {tunnel!r}")
+    if m.name == "gradcam" and opts.get("layer") is None:   # resolve the default layer once, not per copy
+        opts = opts | {"layer": saliency.default_gradcam_layer(user_net(model), x.shape[-1])}
+
+    def one(mdl: nn.Module, copies: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+        return m.fn(mdl, copies, t, batch_size=bs, seed=seed, keys=list(range(len(copies))), progress=NoBar(),
+                    **opts).maps
+
+    maps = saliency.noise_tunnel(one, model, x, targets, n=int(tunnel["n"]), sigma=float(tunnel["sigma"]),
+                                 seed=seed, batch_size=bs, keys=keys, progress=bar)
+    layer = opts.get("layer") if isinstance(opts.get("layer"), str) else None
+    return Attribution(m.name, maps, targets, options=opts | {"noise_tunnel": dict(tunnel)},
+                       sigma=float(tunnel["sigma"]), layer=layer)
 
 
 def fast_model(net: nn.Module, device: torch.device, precision: str, forward_only: bool) -> nn.Module:
@@ -249,8 +193,6 @@ def fast_model(net: nn.Module, device: torch.device, precision: str, forward_onl
     passes get bf16-stored weights (bitwise Autocast's outputs); fp32 gradients get the BatchNorms folded into the
     convolutions (maps r >= 0.9999 against eager). A model whose BatchNorm or dropout is in training mode runs as
     given."""
-    import fastpath
-
     kernels = [p for p in net.parameters() if p.dim() == 4]
     try:
         if forward_only and precision == "bf16":
@@ -261,28 +203,6 @@ def fast_model(net: nn.Module, device: torch.device, precision: str, forward_onl
         return fastpath.fast_fp32(net, channels_last=kernels[0].is_contiguous(memory_format=torch.channels_last))
     except (copy.Error, TypeError, RuntimeError, AttributeError):  # a model that cannot be copied runs as given
         return Autocast(net, device) if forward_only and precision == "bf16" else net
-
-
-class NoBar:
-    """A progress bar that shows nothing."""
-
-    def reset(self, total: int | None = None) -> None:
-        """Nothing to reset."""
-
-    def update(self, n: int = 1) -> None:
-        """Nothing to show."""
-
-
-@contextmanager
-def _bar(label: str | None) -> Iterator[Any]:
-    """One tqdm bar labelled `label` (methods set its total), or a silent stand-in."""
-    if label is None:
-        yield NoBar()
-        return
-    from tqdm import tqdm
-
-    with tqdm(desc=label, unit="pass", leave=False, disable=None) as bar:
-        yield bar
 
 
 # ---------------------------------------------------------------- trust, same call shape
@@ -332,22 +252,25 @@ def _resolve(model: nn.Module, images: torch.Tensor, target: Any, attribution: A
 
 
 def deletion_insertion(model: nn.Module, images: Any, target: Any, attribution: Attribution | str | np.ndarray, *,
-                       steps: int = 32, batch_size: int | None = None, blur: float = 1 / 16, seed: int = 0,
+                       steps: int | None = None, batch_size: int | None = None, blur: float | None = None,
+                       seed: int = 0,
                        keys: Sequence[Any] | None = None, precision: str = "fp32") -> Faithfulness:
-    """Deletion and insertion AUCs of an attribution (or a method name, computed with its defaults)."""
-    import metrics
-
+    """Deletion and insertion AUCs of an attribution (or a method name, computed with its defaults); steps and blur
+    default to the settings' deletion_steps and insertion_blur."""
     x = as_images(images)
     att = _resolve(model, x, target, attribution, seed, keys, batch_size, precision)
     if att.maps.shape[0] != len(x):
         raise ExplainInputError(f"{att.maps.shape[0]} maps for {len(x)} images")
+    defaults = settings.resolve(device_of(as_classifier(model)).type)
+    steps = int(defaults["deletion_steps"] if steps is None else steps)
+    blur = float(defaults["insertion_blur"] if blur is None else blur)
     if steps < 1:
         raise ExplainInputError(f"steps must be at least 1, got {steps}")
     net = as_classifier(model)
-    dev = model_device(net)
+    dev = device_of(net)
     run = fast_model(net, dev, precision, True)
     keys = list(range(len(x))) if keys is None else list(keys)
-    maps = metrics.fit_maps(att.maps, x.shape[-2], x.shape[-1])
+    maps = imageops.fit_maps(att.maps, x.shape[-2], x.shape[-1])
     ranks = np.stack([metrics.pixel_ranks(m, _rng(seed, "trust", "ties", k)) for m, k in zip(maps, keys)])
     bs = int(batch_size or default_batch_size(dev, True))
     curves = {}
@@ -361,14 +284,12 @@ def ground_truth(model: nn.Module, images: Any, target: Any, masks: Any, attribu
                  *, seed: int = 0, keys: Sequence[Any] | None = None, batch_size: int | None = None,
                  precision: str = "fp32") -> GroundTruth:
     """Pointing game and mass in mask of an attribution's positive part against N x H x W object masks."""
-    import metrics
-
     x = as_images(images)
     masks = np.asarray(masks, dtype=bool)
     if masks.shape != (len(x), x.shape[-2], x.shape[-1]):
         raise ExplainInputError(f"masks must be N x H x W = {(len(x), x.shape[-2], x.shape[-1])}, got {masks.shape}")
     att = _resolve(model, x, target, attribution, seed, keys, batch_size, precision)
-    maps = metrics.fit_maps(att.maps, x.shape[-2], x.shape[-1])
+    maps = imageops.fit_maps(att.maps, x.shape[-2], x.shape[-1])
     kept = np.array([i for i in range(len(x)) if masks[i].any()], dtype=np.int64)
     pg = np.array([metrics.pointing_game(maps[i], masks[i]) for i in kept])
     mim = np.array([metrics.mass_in_mask(maps[i], masks[i]) for i in kept])
@@ -384,8 +305,6 @@ def sanity_check(model: nn.Module, images: Any, target: Any, method: Attribution
     `method` is a method name (options as in `attribute`), an Attribution (its method and options are reused) or
     several names (one cascade serves them all; returns {name: Sanity}).
     """
-    import metrics
-
     x = as_images(images)
     if isinstance(method, Attribution):
         names, opts = [method.method], {method.method: method.options}
@@ -406,6 +325,5 @@ def sanity_check(model: nn.Module, images: Any, target: Any, method: Attribution
 
 
 def _rng(seed: int, *keys: Any) -> np.random.Generator:
-    import seeds
-
+    """A seeded generator for (seed, keys)."""
     return seeds.rng(seed, *keys)

@@ -22,6 +22,7 @@ from torch import nn
 
 import dataset
 from errors import UserError
+from settings import parse_ids
 from hooks import Tap, forward_hook
 from records import FiltersResult
 
@@ -95,22 +96,10 @@ def resolve_layer(net: nn.Module, name: str) -> str:
 
 
 def parse_filters(spec: str | None, channels: int, count: int) -> list[int]:
-    """'0-15', '0,3,7' or a mix -> filter ids (default: the first `count`); out-of-range ids raise a UserError."""
+    """--filters as ids (default: the first `count`); out-of-range ids raise a UserError."""
     if not spec:
         return list(range(min(count, channels)))
-    ids: list[int] = []
-    try:
-        for part in spec.replace(" ", "").split(","):
-            if not part:
-                continue
-            lo, sep, hi = part.partition("-")
-            ids += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
-    except ValueError:
-        raise UserError(f"--filters {spec!r}: use ids and ranges like 0-15 or 0,3,7") from None
-    bad = [i for i in ids if not 0 <= i < channels]
-    if not ids or bad:
-        raise UserError(f"--filters {spec!r}: the layer has {channels} filters (0..{channels - 1})")
-    return list(dict.fromkeys(ids))
+    return parse_ids(spec, "--filters", channels, f"the layer has {channels} filters")
 
 
 def filter_means(model: nn.Module, module: nn.Module, x: torch.Tensor, filters: Sequence[int]) -> torch.Tensor:
@@ -262,7 +251,7 @@ def optimize_chunk(model: nn.Module, module: nn.Module, filters: Sequence[int], 
 
 
 def visualize_filters(model: nn.Module, module: nn.Module, filters: Sequence[int],
-                      generators: Sequence[torch.Generator], mode: str = "plain", steps: int = 100, lr: float = 0.1,
+                      generators: Sequence[torch.Generator], *, mode: str, steps: int, lr: float,
                       chunk: int = 1, size: int = 128, device: torch.device | str = "cpu", progress: Any = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Images (F x 3 x S x S in [0,1]) maximising each filter's mean activation, and the activations reached.
@@ -340,10 +329,12 @@ def _both_modes(ctx, layer: str, module: nn.Module, filters: list[int], bar: Any
 
     def gens() -> list[torch.Generator]:
         return [ctx.torch_generator("filters", layer, f) for f in filters]
-    plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "plain", s["filter_steps"],
-                                         s["filter_lr"], chunk, size, ctx.device, bar)
-    robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), "robust", s["robust_steps"],
-                                           s["robust_lr"], chunk, size, ctx.device, bar)
+    plain, plain_act = visualize_filters(ctx.infer_model(), module, filters, gens(), mode="plain",
+                                         steps=s["filter_steps"], lr=s["filter_lr"], chunk=chunk, size=size,
+                                         device=ctx.device, progress=bar)
+    robust, robust_act = visualize_filters(ctx.infer_model(), module, filters, gens(), mode="robust",
+                                           steps=s["robust_steps"], lr=s["robust_lr"], chunk=chunk, size=size,
+                                           device=ctx.device, progress=bar)
     return plain, plain_act, robust, robust_act
 
 

@@ -16,7 +16,8 @@ from torch import nn
 
 import seeds
 from errors import ExplainInputError
-from explain import Attribution, model_device
+from attribution import Attribution
+from model import device_of
 from outputs import save_maps
 from records import LimeClassesResult, LimeResult
 
@@ -34,7 +35,7 @@ def classifier(model: nn.Module, batch_size: int, channels_last: bool = True) ->
     batches go in as they are (channels_last memory, the run's model format: bench/lime_speed.py measured it
     1.5-2x faster than NCHW on our CPU for the HW3 models).
     """
-    device = model_device(model)
+    device = device_of(model)
 
     def classifier_fn(images: np.ndarray) -> np.ndarray:
         out = []
@@ -101,8 +102,8 @@ def explain_images(classifier_fn: Callable[[np.ndarray], np.ndarray], images: to
 
 
 def lime_attribution(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int,
-                     keys: Sequence[Any], samples: int = 1000, segments: int = 100, compactness: float = 1.0,
-                     sigma: float = 1.0, extra_labels: Any = None, progress: Any = None) -> Attribution:
+                     keys: Sequence[Any], samples: int, segments: int, compactness: float,
+                     sigma: float, extra_labels: Any = None, progress: Any = None) -> Attribution:
     """LIME maps (each image's superpixel weights for its target, painted onto the pixels) with the segments,
     the explained class's local fit R^2 and lime's explanation objects; `extra_labels` (one class per image,
     e.g. the prediction) are fitted too, for drawing."""
@@ -236,7 +237,7 @@ def task_lime(ctx) -> LimeResult:
     """LIME of the selected images: lime.png (course figure), lime_details.png, arrays/lime.npz."""
     import draw
 
-    att = ctx.attribution("lime")
+    att = ctx.attribute("lime")
     exps, targets, preds, probs = att.explanations, att.targets, ctx.preds(), ctx.probs()
     samples = att.options["samples"]
     files = [save_maps(ctx.out, "lime", att.maps, ctx.files, targets, preds, segments=att.segments)]
@@ -315,7 +316,6 @@ def task_lime_classes(ctx) -> LimeClassesResult:
     import confusion
     import dataset
     import draw
-    import explain
 
     split = ctx.opts.eval_split
     pred = ctx.eval_predictions()
@@ -327,12 +327,9 @@ def task_lime_classes(ctx) -> LimeClassesResult:
     picks = [pick_examples(labels, probs, ctx.num_classes)[c] for c in classes]
     chosen = sorted({i for pair in picks for i in pair if i >= 0})
     n = ctx.settings["lime_class_samples"]
-    images, _ = dataset.load_batch(imageset, chosen, ctx.input_size, ctx.cv2_mode)
-    opts = explain.method_options("lime", ctx.settings) | {"samples": n}
-    att = explain.attribute(ctx.model, images, labels[chosen], "lime", batch_size=ctx.settings["lime_batch_size"],
-                            seed=ctx.seed, keys=[f"{split}/{imageset.files[i]}" for i in chosen],
-                            precision=ctx.precision, progress="lime_classes", extra_labels=probs[chosen].argmax(1),
-                            **opts)
+    images, _ = dataset.load_batch(imageset, chosen, ctx.input_size, ctx.cv2_mode, ctx.resize)
+    att = ctx.attribute("lime", images, labels[chosen], [f"{split}/{imageset.files[i]}" for i in chosen],
+                        progress="lime_classes", samples=n, extra_labels=probs[chosen].argmax(1))
     exps = dict(zip(chosen, att.explanations))
     rows = []
     for c, pair in zip(classes, picks):

@@ -13,7 +13,8 @@ import lime_explain
 import occlusion as occlusion_mod
 import saliency
 import shap_explain
-from explain import Attribution, Method, register, user_net
+from attribution import Attribution, Method, register
+from model import user_net
 
 
 def _vanilla(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int,
@@ -25,14 +26,16 @@ def _vanilla(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, b
 def _smoothgrad(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int,
                 keys: list, n: int, sigma: float, progress: Any = None) -> Attribution:
     """Mean vanilla map over n noisy copies (Smilkov et al. 2017)."""
-    maps = saliency.smoothgrad(model, images, targets, n, sigma, seed, batch_size, keys, progress)
+    maps = saliency.smoothgrad(model, images, targets, n=n, sigma=sigma, seed=seed, batch_size=batch_size, keys=keys,
+                               progress=progress)
     return Attribution("smoothgrad", maps, targets.numpy(), sigma=float(sigma))
 
 
 def _ig(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int, keys: list,
         steps: int, baseline: str, progress: Any = None) -> Attribution:
     """Integrated Gradients with the trapezoid rule (Sundararajan et al. 2017)."""
-    maps, gaps = saliency.integrated_gradients(model, images, targets, steps, baseline, batch_size, progress)
+    maps, gaps = saliency.integrated_gradients(model, images, targets, steps=steps, baseline=baseline,
+                                               batch_size=batch_size, progress=progress)
     return Attribution("integrated_gradients", maps, targets.numpy(), gaps=gaps)
 
 
@@ -62,7 +65,8 @@ def _lime(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batc
 def _occlusion(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batch_size: int, seed: int,
                keys: list, patch: int, stride: int, value: float, progress: Any = None) -> Attribution:
     """Drop of the target probability under a sliding grey patch (Zeiler & Fergus 2014)."""
-    maps = occlusion_mod.occlusion(model, images, targets.numpy(), patch, stride, value, batch_size, progress)
+    maps = occlusion_mod.occlusion(model, images, targets.numpy(), patch=patch, stride=stride, value=value,
+                                   batch_size=batch_size, progress=progress)
     return Attribution("occlusion", maps, targets.numpy())
 
 
@@ -74,18 +78,17 @@ def _shap(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, batc
                                          progress=progress)
 
 
-register(Method("vanilla", "vanilla gradient", _vanilla, False, {}))
-register(Method("smoothgrad", "SmoothGrad", _smoothgrad, False, {"n": 50, "sigma": 0.15},
-                {"n": "smoothgrad_n", "sigma": "smoothgrad_sigma"}, sanity={"n": "sanity_smoothgrad_n"}))
-register(Method("integrated_gradients", "Integrated Gradients", _ig, False, {"steps": 64, "baseline": "black"},
+register(Method("vanilla", "vanilla gradient", _vanilla, False))
+register(Method("smoothgrad", "SmoothGrad", _smoothgrad, False, {"n": "smoothgrad_n", "sigma": "smoothgrad_sigma"},
+                sanity={"n": "sanity_smoothgrad_n"}))
+register(Method("integrated_gradients", "Integrated Gradients", _ig, False,
                 {"steps": "ig_steps", "baseline": "ig_baseline"}, sanity={"steps": "sanity_ig_steps"}, signed=True))
-register(Method("gradcam", "Grad-CAM", _gradcam, False, {"layer": None}, hooks=True))
+register(Method("gradcam", "Grad-CAM", _gradcam, False, hooks=True, fixed={"layer": None}))
 register(Method("lime", "LIME", _lime, True,
-                {"samples": 1000, "segments": 100, "compactness": 1.0, "sigma": 1.0, "extra_labels": None},
                 {"samples": "lime_samples", "segments": "lime_segments", "compactness": "lime_compactness",
-                 "sigma": "lime_sigma"}, signed=True, batch_setting="lime_batch_size"))
+                 "sigma": "lime_sigma"}, signed=True, batch_setting="lime_batch_size", fixed={"extra_labels": None}))
 register(Method("shap", "SHAP", _shap, True,
-                {"max_evals": shap_explain.DEFAULT_MAX_EVALS, "masker": None, "round_size": shap_explain.ROUND_SIZE},
-                {"max_evals": "shap_max_evals", "masker": "shap_masker"}, signed=True, batch_setting="shap_batch_size"))
-register(Method("occlusion", "occlusion", _occlusion, True, {"patch": 24, "stride": 12, "value": 0.5},
-                {"patch": "occlusion_patch", "stride": "occlusion_stride"}, signed=True))
+                {"max_evals": "shap_max_evals", "masker": "shap_masker", "round_size": "shap_round_size"},
+                signed=True, batch_setting="shap_batch_size"))
+register(Method("occlusion", "occlusion", _occlusion, True,
+                {"patch": "occlusion_patch", "stride": "occlusion_stride", "value": "occlusion_value"}, signed=True))

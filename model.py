@@ -5,6 +5,7 @@ import hashlib
 import importlib.util
 import inspect
 import itertools
+import math
 import pickle
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -349,6 +350,33 @@ class Autocast(nn.Module):
             return self.model(x).float()
 
 
+class Logits(nn.Module):
+    """A model whose forward returns the logits tensor of any supported output form."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(x))
+
+
+def as_classifier(model: nn.Module) -> nn.Module:
+    """The model itself when it returns a tensor (our wrappers do), else a Logits wrapper around it."""
+    from errors import ExplainInputError
+
+    if not isinstance(model, nn.Module):
+        raise ExplainInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model if isinstance(model, (Preprocess, Logits, Autocast)) else Logits(model)
+
+
+def user_net(model: nn.Module) -> nn.Module:
+    """The network whose module names layers refer to: inside our wrappers, the user's own network."""
+    while isinstance(model, (Logits, Autocast, Preprocess)):
+        model = model.net if isinstance(model, Preprocess) else model.model
+    return model
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file."""
     h = hashlib.sha256()
@@ -466,3 +494,25 @@ def probe_4d_modules(net: nn.Module, input_size: int, device: torch.device | str
         for h in handles:
             h.remove()
     return order
+
+
+def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
+    """Multiply-adds of one image's forward pass: Conv and Linear layers only, counted by hooks in one probe pass."""
+    total = 0
+
+    def count(mod: nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            per_out = mod.in_features if isinstance(mod, nn.Linear) else \
+                (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+            total += per_out * out[0].numel()
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    handles = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)

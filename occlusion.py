@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from errors import ExplainInputError
-from explain import model_device
+from model import device_of
 from outputs import save_maps
 from records import OcclusionResult
 
@@ -33,12 +33,12 @@ def coverage(size: int, patch: int, starts: list[int]) -> torch.Tensor:
     return ((pix >= s) & (pix < s + patch)).float()
 
 
-def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, patch: int = 24, stride: int = 12,
-              value: float = 0.5, batch_size: int = 8, progress=None) -> np.ndarray:
+def occlusion(model: nn.Module, images: torch.Tensor, targets: np.ndarray, *, patch: int, stride: int,
+              value: float, batch_size: int = 8, progress=None) -> np.ndarray:
     """Per-pixel mean drop of the target class probability under a sliding grey patch: N x H x W."""
     if patch < 1 or stride < 1:
         raise ExplainInputError(f"occlusion patch ({patch}) and stride ({stride}) must be at least 1")
-    device = model_device(model)
+    device = device_of(model)
     h, w = images.shape[-2:]
     ph, pw = min(patch, h), min(patch, w)
     rows = coverage(h, ph, patch_starts(h, ph, stride)).to(device)    # ny x H
@@ -69,7 +69,7 @@ def task_occlusion(ctx) -> OcclusionResult:
     """Occlusion maps of the selected images: arrays/occlusion.npz and occlusion.png."""
     import draw
 
-    att = ctx.attribution("occlusion")
+    att = ctx.attribute("occlusion")
     maps, targets, preds, probs = att.maps, att.targets, ctx.preds(), ctx.probs()
     patch, stride = att.options["patch"], att.options["stride"]
     files = [save_maps(ctx.out, "occlusion", maps, ctx.files, targets, preds)]

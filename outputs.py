@@ -12,8 +12,6 @@ from typing import Any, Iterator
 
 import numpy as np
 
-ARRAY_KEYS = ("maps", "files", "targets", "preds")
-
 
 @contextmanager
 def atomic(path: str | Path) -> Iterator[Path]:

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import imageops
 import seeds
 from errors import ExplainInputError, Skipped
-from explain import NoBar as _NoBar
-from explain import model_device as _device
+from attribution import NoBar
 from hooks import forward_hook
-from model import find_module, probe_4d_modules
+from model import device_of, find_module, probe_4d_modules
 from outputs import save_maps
 from records import CompareResult, GradCAMResult, IGResult, SmoothGradResult, VanillaResult
 
@@ -55,7 +55,7 @@ def _as_targets(targets: Sequence[int] | np.ndarray | torch.Tensor, n: int) -> t
 
 def input_gradient(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of each row's target logit w.r.t. its input, and those logits (rows are independent in eval mode)."""
-    x = x.detach().to(_device(model)).requires_grad_(True)
+    x = x.detach().to(device_of(model)).requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
         picked = logits.gather(1, targets.to(logits.device).view(-1, 1)).squeeze(1)
@@ -78,7 +78,7 @@ def vanilla_course(model: nn.Module, images: torch.Tensor, targets, batch_size: 
     t = _as_targets(targets, len(images))
     out = []
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].detach().to(_device(model)).requires_grad_(True)
+        x = images[i:i + batch_size].detach().to(device_of(model)).requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(model(x), t[i:i + batch_size].to(x.device), reduction="sum")
             (g,) = torch.autograd.grad(loss, x)
@@ -94,18 +94,20 @@ def noise_generator(seed: int, key: int | str) -> torch.Generator:
     return torch.Generator().manual_seed(seeds.seed_int(seed, "smoothgrad", key))
 
 
-def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sigma: float = 0.15, seed: int = 0,
-               batch_size: int = 4, keys: Sequence[int | str] | None = None, progress=None) -> np.ndarray:
-    """Mean vanilla map over n noisy copies (noise std = sigma x image value range): N x H x W.
+def noise_tunnel(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], np.ndarray], model: nn.Module,
+                 images: torch.Tensor, targets, *, n: int, sigma: float, seed: int, batch_size: int,
+                 keys: Sequence[int | str] | None = None, progress=None) -> np.ndarray:
+    """Mean of `fn`'s maps over n noisy copies of each image (noise std = sigma x the image's value range): N x H x W.
 
-    `keys` are the images' identities for seeding (default 0..N-1), so one image gets the same noise
-    whatever else is in the batch.
+    `fn(model, copies, targets)` returns one map per copy, so the tunnel composes over any gradient method
+    (SmoothGrad is the tunnel over vanilla, Smilkov et al. 2017). `keys` are the images' identities for seeding
+    (default 0..N-1), so one image gets the same noise whatever else is in the batch.
     """
     t = _as_targets(targets, len(images))
     if n < 1 or sigma < 0:
-        raise ExplainInputError(f"smoothgrad needs n >= 1 and sigma >= 0, got n={n}, sigma={sigma}")
+        raise ExplainInputError(f"the noise tunnel needs n >= 1 and sigma >= 0, got n={n}, sigma={sigma}")
     keys = list(range(len(images))) if keys is None else list(keys)
-    bar = _NoBar() if progress is None else progress
+    bar = NoBar() if progress is None else progress
     bar.reset(total=len(images) * n)
     out = []
     for i, x in enumerate(images):
@@ -115,28 +117,17 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, targets, n: int = 50, sig
         total = torch.zeros(x.shape[1:])
         for j in range(0, n, batch_size):
             chunk = x.unsqueeze(0) + noise[j:j + batch_size]
-            g, _ = input_gradient(model, chunk, t[i].repeat(len(chunk)))
-            total += g.abs().amax(1).float().cpu().sum(0)
+            total += torch.as_tensor(np.asarray(fn(model, chunk, t[i].repeat(len(chunk))))).float().sum(0)
             bar.update(len(chunk))
-        out.append(total / max(n, 1))
+        out.append(total / n)
     return torch.stack(out).numpy() if out else np.zeros((0, *images.shape[2:]), np.float32)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float, radius: int | None = None) -> torch.Tensor:
-    """Separable Gaussian blur of a batch, reflect-padded (radius default: ceil(2 sigma))."""
-    r = max(1, int(np.ceil(2 * sigma))) if radius is None else radius
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
-    k = (k / k.sum()).to(device=x.device, dtype=x.dtype)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def blurred(images: torch.Tensor, sigma_frac: float = 1 / 16) -> torch.Tensor:
-    """Gaussian-blurred copies (sigma = sigma_frac x image side, reflect padding): the 'blurred' IG baseline."""
-    x = images.detach().float()
-    sigma = max(sigma_frac * x.shape[-1], 0.5)
-    return gaussian_blur(x, sigma, min(int(3 * sigma), x.shape[-1] - 1, x.shape[-2] - 1))
+def smoothgrad(model: nn.Module, images: torch.Tensor, targets, *, n: int, sigma: float, seed: int,
+               batch_size: int, keys: Sequence[int | str] | None = None, progress=None) -> np.ndarray:
+    """Mean vanilla map over n noisy copies: the noise tunnel over vanilla, N x H x W."""
+    return noise_tunnel(lambda m, x, t: vanilla(m, x, t, len(x)), model, images, targets, n=n, sigma=sigma,
+                        seed=seed, batch_size=batch_size, keys=keys, progress=progress)
 
 
 def ig_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
@@ -144,18 +135,18 @@ def ig_baseline(images: torch.Tensor, baseline: str) -> torch.Tensor:
     if baseline == "black":
         return torch.zeros_like(images, dtype=torch.float32)
     if baseline == "blurred":
-        return blurred(images)
+        return imageops.blurred(images)
     raise ExplainInputError(f"unknown IG baseline {baseline!r}: use black or blurred")
 
 
-def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, steps: int = 64, baseline: str = "black",
+def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, *, steps: int, baseline: str,
                          batch_size: int = 4, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """IG maps summed over channels (signed, N x H x W) and completeness gaps (N) with the trapezoid rule."""
     t = _as_targets(targets, len(images))
     if steps < 1:
         raise ExplainInputError(f"integrated_gradients needs steps >= 1, got {steps}")
     base = ig_baseline(images, baseline)
-    bar = _NoBar() if progress is None else progress
+    bar = NoBar() if progress is None else progress
     bar.reset(total=len(images) * (steps + 1))
     alphas = torch.linspace(0, 1, steps + 1)
     weights = torch.full((steps + 1,), 1.0 / steps)
@@ -185,18 +176,51 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, steps:
 def capture_output(layer: nn.Module) -> Iterator[dict]:
     """Record `layer`'s output (its last call) in the yielded dict under 'out'; the hook is removed on exit.
 
-    The hook passes a clone downstream, so in-place ops after the layer leave the captured tensor intact.
+    The recorded tensor is a detached leaf that requires grad and downstream gets a clone of it, so in-place ops
+    after the layer leave it intact and a backward pass from the logits stops at the layer.
     """
     store: dict = {}
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor):
             raise ExplainInputError(f"Grad-CAM layer {type(module).__name__} does not output a single tensor")
-        store["out"] = output
-        return output.clone()
+        store["out"] = output.detach().requires_grad_(True)
+        return store["out"].clone()
 
     with forward_hook(layer, hook):
         yield store
+
+
+@contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring gradients for the block (restored after), so the layers before a captured output
+    record no graph."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def gradcam_batch(model: nn.Module, x: torch.Tensor, layer: nn.Module, targets: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw Grad-CAM ReLU(sum_k mean_ij(dy_t/dA_k) A_k) of one batch at `layer`'s resolution (N x h x w float32, on
+    the model's device) and the batch's fp32 logits; targets None: each image's predicted class."""
+    with frozen_weights(model), capture_output(layer) as store, torch.enable_grad():
+        logits = model(x.detach().to(device_of(model)))
+        if "out" not in store:
+            raise ExplainInputError("the Grad-CAM layer did not run in the forward pass; pick another layer")
+        act = store["out"]
+        if act.dim() != 4:
+            raise ExplainInputError(f"Grad-CAM needs a layer with a 4-D output (N x C x H x W), got {act.dim()}-D; "
+                                    f"pick a convolutional layer")
+        t = logits.argmax(1) if targets is None else targets.to(logits.device)
+        (grad,) = torch.autograd.grad(logits.gather(1, t.view(-1, 1)).sum(), act)
+    cam = F.relu((grad.mean((2, 3), keepdim=True) * act.detach()).sum(1)).float()
+    return cam, logits.detach().float()
 
 
 def gradcam(model: nn.Module, images: torch.Tensor, targets, layer: nn.Module, batch_size: int = 4) -> np.ndarray:
@@ -204,30 +228,10 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets, layer: nn.Module, b
     t = _as_targets(targets, len(images))
     size = tuple(images.shape[2:])
     out = []
-    with capture_output(layer) as store:
-        for i in range(0, len(images), batch_size):
-            # input needs grad so the activations do even when the user froze the weights
-            x = images[i:i + batch_size].detach().to(_device(model)).requires_grad_(True)
-            store.clear()
-            with torch.enable_grad():
-                logits = model(x)
-                if "out" not in store:
-                    raise ExplainInputError("the Grad-CAM layer did not run in the forward pass; pick another layer")
-                act = store["out"]
-                if act.dim() != 4:
-                    raise ExplainInputError(f"Grad-CAM needs a layer with a 4-D output (N x C x H x W), got "
-                                            f"{act.dim()}-D; pick a convolutional layer")
-                picked = logits.gather(1, t[i:i + batch_size].to(logits.device).view(-1, 1))
-                (grad,) = torch.autograd.grad(picked.sum(), act)
-            cam = F.relu((grad.mean((2, 3), keepdim=True) * act.detach()).sum(1, keepdim=True)).float()
-            out.append(F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0].cpu())
+    for i in range(0, len(images), batch_size):
+        cam, _ = gradcam_batch(model, images[i:i + batch_size], layer, t[i:i + batch_size])
+        out.append(F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0].cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, *size), np.float32)
-
-
-def mass_in_mask(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per image, the fraction of |map| mass that falls inside the mask."""
-    a = np.abs(np.asarray(maps, dtype=np.float64))
-    return (a * masks).sum((1, 2)) / np.maximum(a.sum((1, 2)), 1e-30)
 
 
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d)
@@ -239,7 +243,7 @@ def default_gradcam_layer(net: nn.Module, input_size: int, conv_layers: Sequence
     `conv_layers` are the 4-D modules in execution order (probed with one forward pass when not given).
     """
     if conv_layers is None:
-        conv_layers = probe_4d_modules(net, input_size, _device(net))
+        conv_layers = probe_4d_modules(net, input_size, device_of(net))
     if not conv_layers:
         raise ExplainInputError("the network has no module with a 4-D output for Grad-CAM")
     mods = dict(net.named_modules())
@@ -274,7 +278,7 @@ def task_saliency(ctx) -> VanillaResult:
     """Vanilla gradient maps (saliency.png, arrays/vanilla.npz) and the course-reference RGB variant."""
     import draw
 
-    att = ctx.attribution("vanilla")
+    att = ctx.attribute("vanilla")
     files = [save_attribution(ctx, att)]
     caps = captions(ctx)
     files.append(draw.attribution_grid(ctx.images, att.maps, caps,
@@ -295,7 +299,7 @@ def task_smoothgrad(ctx) -> SmoothGradResult:
     """SmoothGrad maps (smoothgrad.png, arrays/smoothgrad.npz)."""
     import draw
 
-    att = ctx.attribution("smoothgrad")
+    att = ctx.attribute("smoothgrad")
     n, sigma = att.options["n"], att.options["sigma"]
     files = [save_attribution(ctx, att)]
     files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx),
@@ -309,7 +313,7 @@ def task_ig(ctx) -> IGResult:
     """Integrated Gradients maps with completeness gaps (integrated_gradients.png, arrays/integrated_gradients.npz)."""
     import draw
 
-    att = ctx.attribution("integrated_gradients")
+    att = ctx.attribute("integrated_gradients")
     steps, baseline, gaps = att.options["steps"], att.options["baseline"], att.gaps
     files = [save_attribution(ctx, att, gaps=gaps)]
     files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx),
@@ -325,7 +329,7 @@ def task_gradcam(ctx) -> GradCAMResult:
     """Grad-CAM maps at --layer or the last 4-D layer (gradcam.png, arrays/gradcam.npz)."""
     import draw
 
-    att = ctx.attribution("gradcam")
+    att = ctx.attribute("gradcam")
     files = [save_attribution(ctx, att)]
     files.append(draw.attribution_grid(ctx.images, att.maps, captions(ctx), f"Grad-CAM at layer {att.layer}",
                                        ctx.out / "gradcam.png", unit="Grad-CAM (logit units)"))
@@ -335,12 +339,11 @@ def task_gradcam(ctx) -> GradCAMResult:
 def task_compare(ctx) -> CompareResult:
     """attribution_comparison.png: rows = images, columns = original + every registered method (maps of this run)."""
     import draw
-    import explain
 
     methods = []
-    for m in explain.method_names():
+    for m in ctx.method_names():
         try:
-            methods.append((m, ctx.attribution(m).maps))
+            methods.append((m, ctx.attribute(m).maps))
         except Skipped:
             continue
     caps = captions(ctx)
@@ -354,7 +357,7 @@ def task_compare(ctx) -> CompareResult:
         signed = bool((maps < 0).any())
         for i in range(n):
             im = draw.show_overlay(axes[i, j], ctx.images[i], draw.normalize(maps[i], signed), signed,
-                                   title=explain.get_method(m).title if i == 0 else None,
+                                   title=ctx.method(m).title if i == 0 else None,
                                    vrange=(-1.0, 1.0) if signed else (0.0, 1.0))
         cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", fraction=0.02, pad=0.01, aspect=30)
         cb.set_label("signed, normalised" if signed else "normalised", fontsize=7)

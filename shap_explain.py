@@ -41,11 +41,9 @@ from torch import nn
 
 import seeds
 from errors import ExplainInputError
-from explain import Attribution, model_device
+from attribution import Attribution
 from records import ShapResult
 
-DEFAULT_MAX_EVALS = 500    # = settings.DEFAULTS["shap_max_evals"]
-ROUND_SIZE = 64          # masked images shap evaluates per round of the Partition explainer (see shap_attribution)
 UNIT = "SHAP value (probability)"
 
 
@@ -112,7 +110,7 @@ def image_seed(seed: int, key: int | str) -> int:
 
 def shap_attribution(model: nn.Module, images: torch.Tensor, targets: Sequence[int] | np.ndarray | torch.Tensor,
                      *, batch_size: int = 4, seed: int = 0, keys: Sequence[int | str] | None = None,
-                     max_evals: int = DEFAULT_MAX_EVALS, masker: str | None = None, round_size: int = ROUND_SIZE,
+                     max_evals: int, masker: str | None, round_size: int,
                      progress: Any = None) -> Attribution:
     """Partition SHAP maps (N x H x W) of each image's target-class softmax probability, with base values.
 
@@ -170,7 +168,7 @@ def task_shap(ctx) -> ShapResult:
     import draw
     from outputs import save_maps
 
-    r = ctx.attribution("shap")
+    r = ctx.attribute("shap")
     targets, preds, probs = r.targets, ctx.preds(), ctx.probs()
     max_evals = r.options["max_evals"]
     files = [save_maps(ctx.out, "shap", r.maps, ctx.files, targets, preds, base_values=r.base_values)]

@@ -84,12 +84,11 @@ def _nanmean(x: np.ndarray) -> float | None:
 def mark_masks(data: Path, images: dataset.ImageSet, indices: list[int], size: int,
                resize: dataset.Resize) -> np.ndarray | None:
     """N x S x S bool mark masks from masks_mark/<split>/ (an image without a file: empty), None without the folder."""
-    folder = Path(data) / "masks_mark" / images.name
-    if not folder.is_dir():
+    if dataset.mark_dir(data, images.name) is None:
         return None
     out = np.zeros((len(indices), size, size), dtype=bool)
     for k, i in enumerate(indices):
-        p = folder / (Path(images.files[i]).stem + ".png")
+        p = dataset.mark_path(data, images.name, images.files[i])
         if p.is_file():
             out[k] = dataset.load_mask(p, size, resize)
     return out
@@ -97,12 +96,11 @@ def mark_masks(data: Path, images: dataset.ImageSet, indices: list[int], size: i
 
 def marked_files(data: Path, split: str, files: list[str]) -> np.ndarray | None:
     """Bool per file: a non-empty mark mask exists (None without masks_mark/<split>/)."""
-    folder = Path(data) / "masks_mark" / split
-    if not folder.is_dir():
+    if dataset.mark_dir(data, split) is None:
         return None
     out = np.zeros(len(files), dtype=bool)
     for k, f in enumerate(files):
-        p = folder / (Path(f).stem + ".png")
+        p = dataset.mark_path(data, split, f)
         if p.is_file():
             out[k] = bool(dataset.load_mask(p, 32).any())
     return out
@@ -125,15 +123,14 @@ def task_where(ctx) -> WhereResult:
     """Q1 in numbers: per method the mass on object / mark / background (or centre / border), per class the mean
     Grad-CAM map (where_classes.png)."""
     import draw
-    import explain
 
     size = ctx.input_size
     mark = mark_masks(ctx.data, ctx.imageset, ctx.indices, size, ctx.resize) if ctx.masks is not None else None
     regs = regions(size, len(ctx.indices), ctx.masks, mark)
     methods: dict[str, dict[str, float | None]] = {}
-    for m in explain.method_names():
+    for m in ctx.method_names():
         try:
-            att = ctx.attribution(m)
+            att = ctx.attribute(m)
         except Skipped:
             continue
         methods[m] = {r: _nanmean(v) for r, v in shares(att.maps, regs).items()}
@@ -166,8 +163,7 @@ def task_where(ctx) -> WhereResult:
         x, obj, cmark = ctx.images, ctx.masks, mark
         classes = ctx.targets()
         where_from, idx = "selected", list(range(len(ctx.indices)))
-    att = explain.attribute(ctx.model, x, classes, "gradcam", batch_size=ctx.settings["grad_batch_size"],
-                            seed=ctx.seed, layer=layer)
+    att = ctx.attribute("gradcam", x, classes)
     means, counts = class_mean_maps(att.maps, np.asarray(classes), ctx.num_classes)
     cregs = regions(size, len(idx), obj, cmark)
     cshare = shares(att.maps, cregs)

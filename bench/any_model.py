@@ -4,7 +4,7 @@
 
 Each architecture runs in its own process (torchvision's model with random weights, 1000 classes, 224-px input,
 ImageNet mean/std, shorter side then centre crop: what --weights DEFAULT sets up, without the download). Per task
-of the default list it prints the wall time, the planner's cost-model prediction (budget.predict, the seconds
+of the default list it prints the wall time, the planner's cost-model prediction (budget.task_seconds, the seconds
 before the planner's 25% margin) and their ratio, and the peak resident memory during the task (Linux: VmHWM,
 reset before each task). MAIN_FLAGS go to main.py (e.g. `-- --set lime_samples=200`) and count for the planner
 too.

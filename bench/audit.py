@@ -6,7 +6,7 @@ Audits the bench tree's validation split (bench/food11_tree.py: 3430 JPEGs aroun
 initialised full-size hw3, or with --limit N an evenly spaced subset of N of its images (rendered alone, the same
 pixels as in the full tree). Prints the tight loop of exactly the audit's model passes (per batch: one Grad-CAM
 forward whose backward stays in the head, audit_steps - 1 deletion forwards) on random tensors at the run's batch
-size, the local engine's time and its efficiency against that loop (the issue asks for <= 1.3x, i.e. >= 77%), the
+size, the local engine's time and its efficiency against that loop (at most 1.3x, i.e. >= 77%), the
 per-image cost, and the Ray engine's time on a local Ray (start and stop included) with its overhead against local.
 """
 from __future__ import annotations

@@ -35,7 +35,8 @@ def per_filter_seconds(model: torch.nn.Module, module: torch.nn.Module, n: int, 
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    fv.visualize_filters(model, module, list(range(n)), gens, mode, steps, 0.1, chunk, 128, device)
+    fv.visualize_filters(model, module, list(range(n)), gens, mode=mode, steps=steps, lr=0.1, chunk=chunk, size=128,
+                         device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / n * 100 / steps

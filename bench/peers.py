@@ -131,7 +131,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
         return fast_bf16(model) if bf16 else fast_fp32(model)
 
     def ours_ig() -> np.ndarray:
-        return S.integrated_gradients(fast_fp32(model), x, t, STEPS, "black", gbs)[0]
+        return S.integrated_gradients(fast_fp32(model), x, t, steps=STEPS, baseline="black", batch_size=gbs)[0]
 
     def peer_ig() -> np.ndarray:
         ig = IntegratedGradients(model)
@@ -140,7 +140,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                          for i in range(len(x))])
 
     def ours_sg() -> np.ndarray:
-        return S.smoothgrad(fast_fp32(model), x, t, SG_N, SG_SIGMA, 0, gbs)
+        return S.smoothgrad(fast_fp32(model), x, t, n=SG_N, sigma=SG_SIGMA, seed=0, batch_size=gbs)
 
     def peer_sg() -> np.ndarray:
         nt = NoiseTunnel(Saliency(model))
@@ -149,7 +149,7 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                       target=int(t[i]))[0].amax(0).detach().numpy() for i in range(len(x))])
 
     def ours_occ() -> np.ndarray:
-        return O.occlusion(fwd(), x, t, PATCH, STRIDE, 0.5, bs)
+        return O.occlusion(fwd(), x, t, patch=PATCH, stride=STRIDE, value=0.5, batch_size=bs)
 
     def peer_occ() -> np.ndarray:
         occ = Occlusion(probs)

@@ -68,9 +68,3 @@ def run_order(names: Any) -> list[str]:
 
     order = ["train", "setup"] + tasks.names()
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
-
-
-def results_table(run: Run, task: str, title: str) -> Table | None:
-    """Scalar numbers a task recorded (for tasks without a dedicated sentence template)."""
-    rows = [[k, v] for k, v in flatten(run.results.get(task))][:24]
-    return Table(["quantity", "value"], rows, title) if rows else None

@@ -69,7 +69,7 @@ def where_sentences(w: dict) -> list[str]:
             out.append("Mass in the border band against its area: " + ", ".join(
                 f"{method_name(m)} {fmt(w['methods'][m]['border'], 2)} ({fmt(r, 2)}x)" for m, r in ratios.items()) + ".")
     else:
-        out.append(f"With the demo's masks we measure the share of each map's positive mass on the object, "
+        out.append("With the demo's masks we measure the share of each map's positive mass on the object, "
                    + ("on the planted mark " if "mark" in w["regions"] else "")
                    + f"and on the background: the object covers {fmt(area.get('object'), 2)} of the image"
                    + (f" and the mark {fmt(area.get('mark'), 3)}" if "mark" in area else "") + ".")

@@ -14,9 +14,8 @@ from report.parts import Report, Section
 from report.q1_saliency import saliency_section
 from report.q2_filters import filters_section
 from report.q3_lime import lime_section
-from report.q4_further import further_section, shap_sentences  # noqa: F401 - tests/test_shap.py imports it here
+from report.q4_further import further_section
 from report.reading import Run
-from report.references import REFERENCES  # noqa: F401 - tests/test_shap.py imports it here
 from report.trust_text import trust_section
 
 

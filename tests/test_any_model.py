@@ -28,6 +28,8 @@ import settings
 from errors import UserError
 from outputs import load_maps
 
+CV = {"lr": 0.15, "l2": 1e-3, "objective": "logprob"}   # the class models' settings
+
 REPO = Path(__file__).resolve().parents[1]
 # Sample counts small enough for CI; every task still runs its whole code path.
 QUICK = ["--set", "smoothgrad_n=2", "--set", "ig_steps=2", "--set", "filter_count=2", "--set", "filter_steps=2",
@@ -256,12 +258,13 @@ def test_parameter_free_models_run_on_their_device():
     meta.register_buffer("b", torch.zeros(1, device="meta"))
     assert model.device_of(meta) == torch.device("meta")
     x = torch.rand(2, 3, 16, 16)
-    maps = occlusion.occlusion(Mean(), x, np.array([0, 1]), patch=8, stride=8)
+    maps = occlusion.occlusion(Mean(), x, np.array([0, 1]), patch=8, stride=8, value=0.5)
     assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
     ranks = np.stack([metrics.pixel_ranks(m, np.random.default_rng(0)) for m in maps])
     _, probs = metrics.perturbation_curves(Mean(), x, ranks, np.array([0, 1]), "deletion", steps=2)
     assert probs.shape == (2, 3)
-    images, probs = dd.class_models(Mean(), [0, 2], 8, [torch.Generator().manual_seed(i) for i in range(2)], steps=2)
+    images, probs = dd.class_models(Mean(), [0, 2], 8, [torch.Generator().manual_seed(i) for i in range(2)], steps=2,
+                                     lr=0.15, l2=1e-3, objective="logprob")
     assert images.shape == (2, 3, 8, 8) and probs.shape == (2, 3)
 
 
@@ -309,12 +312,12 @@ def test_class_models_in_chunks_match_one_batch(demo_model):
     """Each image depends only on its generator: chunks give the one-batch images up to float noise (which Adam's
     first, sign-like steps turn into +-lr on the few pixels whose gradient is ~0)."""
     gens = lambda: [torch.Generator().manual_seed(c) for c in range(5)]  # noqa: E731
-    one, p1 = dd.class_models(demo_model, list(range(5)), 128, gens(), steps=3)
-    chunked, p2 = dd.class_models(demo_model, list(range(5)), 128, gens(), steps=3, chunk=2)
+    one, p1 = dd.class_models(demo_model, list(range(5)), 128, gens(), steps=3, **CV)
+    chunked, p2 = dd.class_models(demo_model, list(range(5)), 128, gens(), steps=3, chunk=2, **CV)
     same = (chunked - one).abs() < 1e-4
     assert same.float().mean() > 0.9 and (chunked - one).abs().mean() < 5e-3
     np.testing.assert_allclose(p2[range(5), range(5)], p1[range(5), range(5)], atol=0.05)
-    other = dd.class_models(demo_model, [0], 128, [torch.Generator().manual_seed(9)], steps=3)[0]
+    other = dd.class_models(demo_model, [0], 128, [torch.Generator().manual_seed(9)], steps=3, **CV)[0]
     assert (other[0] - one[0]).abs().mean() > 10 * (chunked - one).abs().mean()   # another seed: far apart
 
 

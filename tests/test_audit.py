@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO
 
@@ -114,7 +115,7 @@ def test_ray_engine_writes_the_same_audit_csv(audit_local, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 19: on the committed demo checkpoint 11 of the top 16 suspicious validation images carry the stamp "
+    "on the committed demo checkpoint 11 of the top 16 suspicious validation images carry the stamp "
     "(chance about 3; 12 asked); the other 5 are correct Dairy and Egg images whose Grad-CAM sits in one small spot"))
 def test_top16_suspicious_images_carry_the_planted_mark(audit_local, demo_data):
     assert (demo_data / "masks_mark" / "validation").is_dir(), "the demo tree has no masks_mark/validation/"
@@ -139,3 +140,29 @@ def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "ray" in lines[0].lower() and str(port) in lines[0], proc.stderr[-2000:]
     assert took < 30, took
+
+
+def test_masks_are_cropped_like_the_images(demo_model, tmp_path):
+    # a wide image: its mark (left quarter) lies outside the centre crop, its object mask straddles the crop's edge
+    for sub in ("validation", "masks/validation", "masks_mark/validation"):
+        (tmp_path / sub).mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 256, 3), dtype=np.uint8)).save(
+        tmp_path / "validation" / "0_0.png")
+    obj, mark = np.zeros((128, 256), np.uint8), np.zeros((128, 256), np.uint8)
+    obj[16:112, 48:160] = 255
+    mark[:, :64] = 255
+    Image.fromarray(obj).save(tmp_path / "masks" / "validation" / "0_0.png")
+    Image.fromarray(mark).save(tmp_path / "masks_mark" / "validation" / "0_0.png")
+    crop = dataset.Resize("crop")
+    cfg = audit.AuditConfig(data=str(tmp_path), split="validation", size=128, cv2_mode=False, resize=crop,
+                            batch_size=2, grid=16, steps=2, border=0.125, seed=0, layer="cnn.18", precision="fp32",
+                            threads=1, workers=0)
+    auditor = audit.Auditor(demo_model, cfg, 11)
+    x = dataset.decode_uint8(tmp_path / "validation" / "0_0.png", 128, False, crop)[None]
+    rows = auditor.rows(x, np.array([0]))
+    cropped = dataset.load_mask(tmp_path / "masks" / "validation" / "0_0.png", 128, crop)
+    stretched = dataset.load_mask(tmp_path / "masks" / "validation" / "0_0.png", 128)
+    expected, unaligned = (audit.mass_share(rows.maps, audit.cell_fractions(m[None], 16)) for m in (cropped, stretched))
+    assert expected[0] != unaligned[0]   # the maps tell the two alignments apart
+    assert rows.object_mass[0] == expected[0]
+    assert rows.has_mark[0] == 0 and rows.mark_mass[0] == 0.0

@@ -15,11 +15,11 @@ def test_plan_scales_down_only_as_needed():
     s = settings.resolve("cpu")
     rates = {"forward": 100.0, "backward": 25.0}
     names = ["smoothgrad", "ig", "lime", "trust"]
-    full = 1.25 * sum(budget.predict(names, s, rates, 4, 11, 0).values())
+    full = 1.25 * sum(budget.task_seconds(names, s, rates, 4, 11, 0).values())
     same, changes = budget.plan(names, s, rates, 4, 11, 0, budget=full * 1.01)
     assert same == s and changes == []
     half, changes = budget.plan(names, s, rates, 4, 11, 0, budget=full / 2)
-    assert 1.25 * sum(budget.predict(names, half, rates, 4, 11, 0).values()) <= full / 2
+    assert 1.25 * sum(budget.task_seconds(names, half, rates, 4, 11, 0).values()) <= full / 2
     assert half["lime_samples"] < s["lime_samples"] and half["smoothgrad_n"] < s["smoothgrad_n"]
     assert any(c.startswith("lime_samples: 1000 -> ") for c in changes)
     tiny, changes = budget.plan(names, s, rates, 4, 11, 0, budget=0.01)
@@ -43,7 +43,7 @@ def test_time_budget_is_recorded_in_run_json(tmp_path, capsys):
 
 def test_default_run_warns_when_predicted_too_slow(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(budget, "WARN_SECONDS", 0.0)
-    monkeypatch.setattr(budget, "predict", lambda *a, **k: {"confusion": 1.0})
+    monkeypatch.setattr(budget, "task_seconds", lambda *a, **k: {"confusion": 1.0})
     monkeypatch.setattr(main.tasks, "default_tasks", lambda: ["confusion"])
     code = main.main(["--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

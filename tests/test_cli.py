@@ -119,4 +119,4 @@ def test_confusion_on_demo(tmp_path, demo_data):
     assert preds[0].startswith("file,label") and len(preds) == 1 + sum(map(sum, counts))
     assert "confusion" in proc.stdout and "total" in proc.stdout  # the closing table
     record = json.loads((out / "run.json").read_text())
-    assert 0.80 <= record["results"]["confusion"]["accuracy"] <= 0.95   # demo v2 plants confusions (issue 17)
+    assert 0.80 <= record["results"]["confusion"]["accuracy"] <= 0.95   # the demo plants confusions

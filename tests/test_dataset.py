@@ -176,6 +176,29 @@ def test_mask_is_cropped_like_its_image(tmp_path):
     assert dataset.load_mask(tmp_path / "m.png", 40)[:, :10].all()
 
 
+def test_mark_masks_live_in_masks_mark_by_split_and_stem(tmp_path):
+    (tmp_path / "validation").mkdir()
+    assert dataset.mark_dir(tmp_path, "validation") is None
+    (tmp_path / "masks_mark" / "validation").mkdir(parents=True)
+    assert dataset.mark_dir(str(tmp_path), "validation") == tmp_path / "masks_mark" / "validation"
+    assert dataset.mark_path(tmp_path, "validation", "3_14.jpg") == tmp_path / "masks_mark" / "validation" / "3_14.png"
+
+
+def test_object_masks_need_one_per_image_and_follow_the_resize(tmp_path):
+    for sub in ("validation", "masks/validation"):
+        (tmp_path / sub).mkdir(parents=True)
+    for name in ("0_0.jpg", "0_1.jpg"):
+        Image.new("RGB", (200, 100)).save(tmp_path / "validation" / name)
+    m = np.zeros((100, 200), dtype=np.uint8)
+    m[:, :50] = 255   # the left quarter
+    Image.fromarray(m).save(tmp_path / "masks" / "validation" / "0_0.png")
+    images = dataset.open_split(tmp_path, "validation")
+    assert dataset.load_masks(images, [0, 1], 50) is None          # 0_1 has no mask
+    crop = dataset.load_masks(images, [0], 50, dataset.Resize("crop", 50))
+    assert crop.shape == (1, 50, 50) and not crop.any()
+    assert dataset.load_masks(images, [0], 40)[0, :, :10].all()
+
+
 def test_plain_folder_selection_and_all(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -19,8 +19,8 @@ def dreamed(demo_ctx):
 
     def run() -> torch.Tensor:
         gens = [demo_ctx.torch_generator("deepdream", layer, i) for i in demo_ctx.indices[:2]]
-        return dd.dream(objective, x, gens, s["dream_steps"], s["dream_octaves"], s["dream_octave_scale"],
-                        s["dream_lr"], batch_size=s["grad_batch_size"])
+        return dd.dream(objective, x, gens, steps=s["dream_steps"], octaves=s["dream_octaves"],
+                        octave_scale=s["dream_octave_scale"], lr=s["dream_lr"], batch_size=s["grad_batch_size"])
     return objective, x, run(), run()
 
 
@@ -42,10 +42,10 @@ def test_filter_and_logit_objectives(demo_ctx):
     x = demo_ctx.images[:1]
     gen = [torch.Generator().manual_seed(0)]
     filt = dd.layer_objective(demo_ctx.model, demo_ctx.layer("cnn.6"), "filter", 3)
-    out = dd.dream(filt, x, gen, steps=4, octaves=2)
+    out = dd.dream(filt, x, gen, steps=4, octaves=2, octave_scale=1.4, lr=0.01)
     assert dd.evaluate(filt, out)[0] > dd.evaluate(filt, x)[0]
     logit = dd.logit_objective(demo_ctx.model, 5, demo_ctx.input_size)
-    out = dd.dream(logit, x, [torch.Generator().manual_seed(0)], steps=4, octaves=2)
+    out = dd.dream(logit, x, [torch.Generator().manual_seed(0)], steps=4, octaves=2, octave_scale=1.4, lr=0.01)
     assert dd.evaluate(logit, out)[0] > dd.evaluate(logit, x)[0]
     with pytest.raises(UserError):
         dd.parse_objective("filter:x")
@@ -57,8 +57,8 @@ def test_class_models_reach_their_class(demo_ctx):
     s = demo_ctx.settings
     classes = list(range(demo_ctx.num_classes))
     gens = [demo_ctx.torch_generator("classviz", c) for c in classes]
-    images, probs = dd.class_models(demo_ctx.model, classes, demo_ctx.input_size, gens, s["classviz_steps"],
-                                    s["classviz_lr"], s["classviz_l2"], objective=s["classviz_objective"])
+    images, probs = dd.class_models(demo_ctx.model, classes, demo_ctx.input_size, gens, steps=s["classviz_steps"],
+                                    lr=s["classviz_lr"], l2=s["classviz_l2"], objective=s["classviz_objective"])
     assert images.shape == (len(classes), 3, demo_ctx.input_size, demo_ctx.input_size)
     assert images.min() >= 0 and images.max() <= 1
     assert (probs.argmax(1) == classes).all()
@@ -72,16 +72,16 @@ def test_class_models_reach_their_class(demo_ctx):
 def test_logit_objective_raises_the_logit_and_names_are_checked(demo_ctx):
     # Simonyan's unnormalised score: the optimised image's class logit ends far above the noise it started from
     def run(steps: int) -> torch.Tensor:   # the same seeded noise each time; 0 steps returns it as it starts
-        return dd.class_models(demo_ctx.model, [2], demo_ctx.input_size, [torch.Generator().manual_seed(3)], steps,
-                               0.1, 1e-3, objective="logit")[0]
+        return dd.class_models(demo_ctx.model, [2], demo_ctx.input_size, [torch.Generator().manual_seed(3)],
+                               steps=steps, lr=0.1, l2=1e-3, objective="logit")[0]
 
     noise, images = run(0), run(8)
     with torch.inference_mode():
         before, after = demo_ctx.model(noise)[0, 2].item(), demo_ctx.model(images)[0, 2].item()
     assert after > before + 1.0, (before, after)
     with pytest.raises(UserError):
-        dd.class_models(demo_ctx.model, [2], demo_ctx.input_size, [torch.Generator()], 1, 0.1, 1e-3,
-                        objective="softmax")
+        dd.class_models(demo_ctx.model, [2], demo_ctx.input_size, [torch.Generator()], steps=1, lr=0.1,
+                        l2=1e-3, objective="softmax")
 
 
 def test_default_layers():

@@ -168,10 +168,10 @@ def gt_scores(demo_ctx, gt_batch):
     x, masks, labels, _ = gt_batch
     m = demo_ctx.model
     maps = {"vanilla": S.vanilla(m, x, labels, 8),
-            "smoothgrad": S.smoothgrad(m, x, labels, n=20, sigma=0.15, batch_size=20),
-            "integrated_gradients": S.integrated_gradients(m, x, labels, steps=64, batch_size=65)[0],
+            "smoothgrad": S.smoothgrad(m, x, labels, n=20, sigma=0.15, seed=0, batch_size=20),
+            "integrated_gradients": S.integrated_gradients(m, x, labels, steps=64, baseline="black", batch_size=65)[0],
             "gradcam": S.gradcam(m, x, labels, demo_ctx.layer("cnn.18"), 8),
-            "occlusion": occlusion.occlusion(m, x, labels, patch=24, stride=12, batch_size=50)}
+            "occlusion": occlusion.occlusion(m, x, labels, patch=24, stride=12, value=0.5, batch_size=50)}
     return {k: (np.mean([metrics.mass_in_mask(a, b) / b.mean() for a, b in zip(v, masks)]),
                 np.mean([metrics.pointing_game(a, b) for a, b in zip(v, masks)])) for k, v in maps.items()}
 

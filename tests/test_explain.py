@@ -15,7 +15,7 @@ from conftest import REPO, make_ctx
 import budget
 import explain
 import main
-import metrics
+import trust
 from errors import ExplainInputError
 from outputs import load_maps, save_maps
 
@@ -141,7 +141,7 @@ def test_time_budget_scales_trust_settings(demo_data, tmp_path):
     ctx = make_ctx(tmp_path, "--trust", "full", "--time-budget", "5")
     full = dict(ctx.settings)
     budget.apply(ctx, ["saliency", "trust"], 5.0)
-    s = metrics.trust_settings(ctx)
+    s = trust.trust_settings(ctx)
     assert s["deletion_steps"] < full["deletion_steps"] and s["deletion_steps"] == ctx.settings["deletion_steps"]
     assert s["trust_images"] <= full["trust_images"]
 
@@ -166,3 +166,26 @@ def test_readme_from_python_block_runs():
     lines = proc.stdout.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == explain.method_names()
     assert all("deletion AUC" in ln and "insertion AUC" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("method,opts", [("integrated_gradients", {"steps": 8}), ("gradcam", {})])
+def test_noise_tunnel_composes_over_gradient_methods(demo_model, demo_ctx, method, opts):
+    """With one copy and no noise the tunnel is the plain method; with noise it averages different maps."""
+    x = demo_ctx.images[:2]
+    plain = explain.attribute(demo_model, x, "pred", method, **opts)
+    same = explain.attribute(demo_model, x, "pred", method, noise_tunnel={"n": 1, "sigma": 0.0}, **opts)
+    scale = float(np.abs(plain.maps).max())
+    np.testing.assert_allclose(same.maps, plain.maps, rtol=1e-4, atol=1e-5 * scale)
+    noisy = explain.attribute(demo_model, x, "pred", method, noise_tunnel={"n": 3, "sigma": 0.2}, **opts)
+    assert noisy.sigma == 0.2 and np.abs(noisy.maps - plain.maps).max() > 1e-3 * scale
+
+
+def test_smoothgrad_is_the_noise_tunnel_over_vanilla(demo_model, demo_ctx):
+    x = demo_ctx.images[:2]
+    sg = explain.attribute(demo_model, x, "pred", "smoothgrad", n=4, sigma=0.15, seed=3)
+    tunnel = explain.attribute(demo_model, x, "pred", "vanilla", noise_tunnel={"n": 4, "sigma": 0.15}, seed=3)
+    np.testing.assert_array_equal(sg.maps, tunnel.maps)
+    with pytest.raises(ExplainInputError, match="gradient methods"):
+        explain.attribute(demo_model, x, "pred", "occlusion", noise_tunnel={"n": 2, "sigma": 0.1})
+    with pytest.raises(ExplainInputError, match="noise_tunnel takes"):
+        explain.attribute(demo_model, x, "pred", "vanilla", noise_tunnel={"n": 2})

@@ -48,7 +48,7 @@ def test_maps_match_eager(demo_model, fast, gt_batch):
         if method == "vanilla":
             a, b = (S.vanilla(m, x, labels) for m in (demo_model, fast))
         elif method == "ig":
-            a, b = (S.integrated_gradients(m, x, labels, steps=16)[0] for m in (demo_model, fast))
+            a, b = (S.integrated_gradients(m, x, labels, steps=16, baseline="black")[0] for m in (demo_model, fast))
         else:   # Grad-CAM's hook on the user's layer name, in each model
             a, b = (S.gradcam(m, x, labels, m.net.get_submodule("cnn.18")) for m in (demo_model, fast))
         for i in range(len(x)):

@@ -27,7 +27,8 @@ def gens(ctx, filters=FILTERS) -> list[torch.Generator]:
 
 def run(ctx, mode: str, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     steps, lr = (S["filter_steps"], S["filter_lr"]) if mode == "plain" else (S["robust_steps"], S["robust_lr"])
-    return fv.visualize_filters(ctx.model, ctx.layer(LAYER), FILTERS, gens(ctx), mode, steps, lr, chunk, 128)
+    return fv.visualize_filters(ctx.model, ctx.layer(LAYER), FILTERS, gens(ctx), mode=mode, steps=steps, lr=lr,
+                                chunk=chunk, size=128)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,8 @@ def test_robust_pictures_are_not_saturated(demo_ctx):
     bar = Bar()
     filters = list(range(16))
     images, acts = fv.visualize_filters(demo_ctx.model, demo_ctx.layer(LAYER), filters, gens(demo_ctx, filters),
-                                        "robust", S["robust_steps"], S["robust_lr"], S["filter_chunk"], 128,
-                                        progress=bar)
+                                        mode="robust", steps=S["robust_steps"], lr=S["robust_lr"],
+                                        chunk=S["filter_chunk"], size=128, progress=bar)
     assert saturated(images) <= 0.20, saturated(images)
     assert bar.n == 16 * S["robust_steps"]
     noise = fv.noise_activations(demo_ctx.model, demo_ctx.layer(LAYER), filters, gens(demo_ctx, filters), 128,

@@ -137,3 +137,42 @@ def test_unsupported_precision_is_a_user_error():
     from model import autocast
     with pytest.raises(UserError):
         autocast(torch.device("cpu"), "fp8")
+
+
+def test_lime_classes_explain_the_images_the_predictions_came_from(tmp_path):
+    """Under --resize crop the per-class LIME images are cropped as the predictions' images were, not stretched."""
+    import context
+    import dataset
+    import main
+    from PIL import Image
+
+    root = tmp_path / "tree"
+    for split in ("training", "validation"):
+        (root / split).mkdir(parents=True)
+        for c in range(2):
+            for i in range(2):
+                arr = np.zeros((24, 48, 3), np.uint8)       # wide: a crop keeps the middle, a stretch squeezes it
+                arr[:, :12] = (200, 30 * i, 40 * c)
+                arr[:, 12:36] = (20, 160, 60 + 90 * c)
+                Image.fromarray(arr).save(root / split / f"{c}_{i}.png")
+    net = tmp_path / "net.py"
+    net.write_text("import torch\ndef build():\n    torch.manual_seed(0)\n"
+                   "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),"
+                   " torch.nn.Flatten(), torch.nn.Linear(16, 2)), {'input_size': 16}\n")
+    ctx = context.build(context.Options.from_args(main.parse_args(
+        ["--data", str(root), "--arch", f"{net}:build", "--out", str(tmp_path / "out"), "--device", "cpu",
+         "--resize", "crop", "--set", "lime_class_samples=10", "--set", "lime_segments=4",
+         "--set", "loader_workers=0"])))
+    seen = {}
+    attribute = ctx.attribute
+
+    def spy(method, images=None, *args, **kwargs):
+        if images is not None:
+            seen["images"] = images
+        return attribute(method, images, *args, **kwargs)
+
+    ctx.attribute = spy
+    L.task_lime_classes(ctx)
+    split = ctx.eval_predictions()["images"]
+    cropped, _ = dataset.load_batch(split, list(range(len(split.files))), 16, False, ctx.resize)
+    assert any(torch.equal(seen["images"][0], img) for img in cropped)

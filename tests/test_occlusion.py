@@ -31,19 +31,19 @@ def test_patch_starts_cover_the_border():
 
 def test_toy_model_peak_on_the_spot():
     x = torch.ones(1, 3, 64, 64)
-    maps = oc.occlusion(_Spot(), x, np.array([0]), patch=8, stride=4, batch_size=7)
+    maps = oc.occlusion(_Spot(), x, np.array([0]), patch=8, stride=4, value=0.5, batch_size=7)
     assert maps.shape == (1, 64, 64) and maps.dtype == np.float32
     y, x_ = np.unravel_index(maps[0].argmax(), maps[0].shape)
     assert 40 <= y < 48 and 8 <= x_ < 16
     assert abs(maps[0, 0, 63]) < 1e-6       # far from the spot nothing changes
     # batch size does not change the result
-    np.testing.assert_allclose(oc.occlusion(_Spot(), x, np.array([0]), patch=8, stride=4, batch_size=64), maps,
+    np.testing.assert_allclose(oc.occlusion(_Spot(), x, np.array([0]), patch=8, stride=4, value=0.5, batch_size=64), maps,
                                atol=1e-6)
 
 
 def test_largest_drop_inside_the_object(gt_batch, demo_model):
     images, masks, labels, _ = gt_batch
-    maps = oc.occlusion(demo_model, images, labels, patch=24, stride=16, batch_size=32)
+    maps = oc.occlusion(demo_model, images, labels, patch=24, stride=16, value=0.5, batch_size=32)
     peak = maps.reshape(len(maps), -1).argmax(1)
     inside = masks.reshape(len(masks), -1)[np.arange(len(peak)), peak]
     assert inside.mean() >= 0.8, inside

@@ -1,0 +1,536 @@
+"""The trust task: deletion/insertion, ground truth, the shortcut score and the sanity check of every registered
+method on a pool of images, against a random map, written to trust.json, trust.csv, trust_curves.png and
+sanity_check.png. The metrics themselves are pure functions in metrics.py."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import imageops
+import metrics
+from records import TrustResult
+from settings import TRUST_KEYS
+
+
+def trust_counts(macs: int | None, s: dict[str, Any]) -> dict[str, int]:
+    """The trust task's image counts for a model of `macs` multiply-adds per image (never timing).
+
+    factor = min(1, trust_ref_macs / macs). Validation images per class: floor(trust_per_class x factor); of these
+    LIME and SHAP take floor(trust_sampled_per_class x factor), at least one per class while any are taken; the
+    sanity check: max(1, floor(sanity_images x factor)). The demo model (74 M multiply-adds, under the 100 M
+    reference) keeps 3 / 1 / 8; the full-size hw3 (1.1 G) gets 0 / 0 / 1, i.e. the selected images only, as before.
+    """
+    factor = 1.0 if not macs else min(1.0, float(s["trust_ref_macs"]) / float(macs))
+    per_class = int(math.floor(s["trust_per_class"] * factor + 1e-9))
+    sampled = min(per_class, max(1, int(math.floor(s["trust_sampled_per_class"] * factor + 1e-9)))) if per_class else 0
+    return {"per_class": per_class, "sampled_per_class": sampled,
+            "sanity": max(1, int(math.floor(s["sanity_images"] * factor + 1e-9))), "factor": factor}
+
+
+SAMPLED = ("lime", "shap")   # the sampling methods, scored on fewer images at their figures' sample counts
+
+
+def trust_settings(ctx) -> dict[str, Any]:
+    """The trust keys of the run's settings (resolved once: --full, --trust full, --set and --time-budget included)."""
+    return {k: ctx.settings[k] for k in TRUST_KEYS} | {"batch_size": ctx.settings["batch_size"]}
+
+
+def is_full(ctx) -> bool:
+    """`--trust full` or `--full`."""
+    return ctx.opts.trust == "full" or bool(ctx.opts.full)
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    """Mean, std (population) and count of a list of scores; None values when empty."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)}
+
+
+def round_robin(files: list[str], labels: list[int]) -> list[int]:
+    """Indices of files ordered first image of every class, then the second of every class, ... (stable)."""
+    by: dict[int, list[int]] = {}
+    for i, lb in enumerate(labels):
+        by.setdefault(int(lb), []).append(i)
+    out: list[int] = []
+    for k in range(max((len(v) for v in by.values()), default=0)):
+        out += [v[k] for _, v in sorted(by.items()) if k < len(v)]
+    return out
+
+
+def shortcut_class(ctx) -> int | None:
+    """The class whose training images carry the mark most often (share of its images), or None without marks."""
+    import dataset
+
+    d = dataset.mark_dir(ctx.data, "training")
+    if d is None or not (Path(ctx.data) / "training").is_dir():
+        return None
+    tr = dataset.open_split(ctx.data, "training")
+    marked = {p.stem for p in d.glob("*.png")}
+    share = np.zeros(ctx.num_classes)
+    count = np.zeros(ctx.num_classes)
+    for f, lb in zip(tr.files, tr.labels):
+        if lb is not None and 0 <= lb < ctx.num_classes:
+            count[lb] += 1
+            share[lb] += Path(f).stem in marked
+    return int(np.argmax(share / np.maximum(count, 1))) if share.any() else None
+
+
+def _val_images(ctx, per_class: int, marked: bool) -> list[str]:
+    """Validation files for the trust pool: per class the first unmarked (demo: demo.gt_subset) or marked images."""
+    import dataset
+    import demo
+
+    val = dataset.open_split(ctx.data, "validation")
+    has = (lambda f: dataset.mark_path(ctx.data, "validation", f).is_file())
+    if ctx.demo and not marked:
+        files = [f for f in demo.gt_subset(ctx.data, per_class=per_class) if not has(f)]
+    else:
+        files = []
+        for c in range(ctx.num_classes):
+            files += [f for f, lb in zip(val.files, val.labels) if lb == c and has(f) == marked][:per_class]
+    return files
+
+
+def _load_val(ctx, files: list[str], marks: bool = False) -> dict[str, Any]:
+    """Images, masks (object, and the mark's when asked), labels and probabilities of validation files."""
+    import dataset
+
+    val = dataset.open_split(ctx.data, "validation")
+    idx = [val.files.index(f) for f in files]
+    images, masks = dataset.load_batch(val, idx, ctx.input_size, ctx.cv2_mode, ctx.resize)
+    out = {"images": images, "masks": masks, "labels": np.array([val.labels[i] for i in idx]),
+           "files": [f"validation/{f}" for f in files], "seed_keys": [("val", f) for f in files],
+           "probs": ctx.predict(images)}
+    if marks:
+        out["marks"] = np.stack([dataset.load_mask(dataset.mark_path(ctx.data, "validation", f), ctx.input_size,
+                                                   ctx.resize) for f in files])
+    return out
+
+
+def pools(ctx, s: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, int]]:
+    """The scored pool (validation images per class as the model's cost allows, else the selected images), the
+    marked validation images of the shortcut score (None without marks), and the counts used."""
+    import dataset
+
+    counts = trust_counts(ctx.macs(), s)
+    val_ok = ((Path(ctx.data) / "validation").is_dir() and dataset.is_food11(ctx.data)
+              and dataset.open_split(ctx.data, "validation").labelled)
+    counts = counts | {"macs": ctx.macs(), "per_class": counts["per_class"] if val_ok else 0}
+    files = _val_images(ctx, counts["per_class"], False) if counts["per_class"] else []
+    if files:
+        pool = _load_val(ctx, files)
+        order = round_robin(pool["files"], list(pool["labels"]))   # LIME/SHAP's one per class come first
+        pool = {k: (v[order] if isinstance(v, (np.ndarray, torch.Tensor)) and v is not None else
+                    [v[i] for i in order] if isinstance(v, list) else v) for k, v in pool.items()}
+        pool["targets"] = pool["labels"].copy()
+        pool["source"] = "validation"
+    else:
+        n = min(int(s["trust_images"]), len(ctx.files))
+        pool = {"images": ctx.images[:n], "masks": None if ctx.masks is None else ctx.masks[:n],
+                "files": list(ctx.files[:n]), "labels": ctx.labels[:n], "probs": ctx.probs()[:n],
+                "targets": ctx.targets()[:n], "seed_keys": [("selected", f) for f in ctx.files[:n]],
+                "source": "selected"}
+    marked = None
+    sc = shortcut_class(ctx) if counts["per_class"] and dataset.mark_dir(ctx.data, "validation") is not None else None
+    if sc is not None:
+        seen: dict[int, int] = {}
+        mfiles = []
+        for f in _val_images(ctx, counts["per_class"], True):   # the shortcut class: per_class; others: sampled
+            c = dataset.parse_label(f)
+            if seen.get(c, 0) < (counts["per_class"] if c == sc else counts["sampled_per_class"]):
+                seen[c] = seen.get(c, 0) + 1
+                mfiles.append(f)
+        if mfiles:
+            marked = _load_val(ctx, mfiles, marks=True)
+            order = round_robin(marked["files"], list(marked["labels"]))
+            marked = {k: (v[order] if isinstance(v, (np.ndarray, torch.Tensor)) else
+                          [v[i] for i in order] if isinstance(v, list) else v) for k, v in marked.items()}
+            marked["targets"] = marked["labels"].copy()
+            marked["shortcut_class"] = sc
+            marked["source"] = "validation"
+    return pool, marked, counts
+
+
+def _subset(pool: dict[str, Any], method: str, sampled_per_class: int) -> list[int]:
+    """Pool indices a method is scored on: all, or for LIME/SHAP the first sampled_per_class of every class."""
+    if method not in SAMPLED or pool["source"] != "validation":
+        return list(range(len(pool["files"])))
+    seen: dict[int, int] = {}
+    out = []
+    for i, lb in enumerate(pool["labels"]):
+        if seen.get(int(lb), 0) < sampled_per_class:
+            seen[int(lb)] = seen.get(int(lb), 0) + 1
+            out.append(i)
+    return out
+
+
+def _maps_for(ctx, pool: dict[str, Any], method: str, idx: list[int]) -> np.ndarray:
+    """A method's maps of pool images idx (the selected images' maps come from the run's cache)."""
+    size = (ctx.images.shape[-2], ctx.images.shape[-1])
+    if method == "random":
+        return np.stack([ctx.rng("trust", "random", *pool["seed_keys"][i]).random(size)
+                         for i in idx]).astype(np.float32)
+    if pool["source"] == "selected":
+        return imageops.fit_maps(ctx.attribute(method).maps[idx], *size)
+    return imageops.fit_maps(ctx.attribute(method, pool["images"][idx], pool["targets"][idx],
+                                                  [pool["files"][i] for i in idx]).maps, *size)
+
+
+def _collect(ctx, s: dict[str, Any], pool: dict[str, Any], marked: dict[str, Any] | None,
+             counts: dict[str, int]) -> tuple[dict[str, dict], dict[str, dict], dict[str, str]]:
+    """Per registered method (and random): maps of its pool images and of the marked images; skip notes."""
+    from errors import Skipped
+
+    methods: dict[str, dict] = {}
+    marks: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    for m in ctx.method_names() + ["random"]:
+        try:
+            idx = _subset(pool, m, counts["sampled_per_class"])
+            methods[m] = {"idx": idx, "maps": _maps_for(ctx, pool, m, idx), "targets": pool["targets"][idx]}
+            if marked is not None:   # LIME/SHAP: one marked image of the shortcut class, one of another class
+                midx = _subset(marked | {"labels": marked["labels"] != marked["shortcut_class"]}, m, 1)
+                marks[m] = {"idx": midx, "maps": _maps_for(ctx, marked, m, midx)}
+        except Skipped as why:
+            skipped[m] = str(why)
+            methods.pop(m, None)
+    return methods, marks, skipped
+
+
+def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+    """Per-image deletion/insertion AUCs (and curves) and ground-truth scores of one method's maps.
+
+    Ground truth counts the images with a non-empty object mask that the model classifies correctly."""
+    idx = entry["idx"]
+    ranks = np.stack([metrics.pixel_ranks(m, ctx.rng("trust", "ties", *pool["seed_keys"][p]))
+                      for m, p in zip(entry["maps"], idx)])
+    images = pool["images"][idx]
+    out: dict[str, Any] = {"files": [pool["files"][p] for p in idx]}
+    for mode in ("deletion", "insertion"):
+        x, probs = metrics.perturbation_curves(ctx.infer_model(), images, ranks, entry["targets"], mode, int(s["deletion_steps"]),
+                                       int(s["batch_size"]), float(s["insertion_blur"]))
+        out["x"], out[f"{mode}_curves"], out[f"{mode}_auc"] = x, probs, metrics.auc(x, probs)
+    if pool["masks"] is not None:
+        masks = pool["masks"][idx]
+        correct = [pool["labels"][p] < 0 or pool["probs"][p].argmax() == pool["labels"][p] for p in idx]
+        keep = [k for k in range(len(idx)) if masks[k].any() and correct[k]]
+        out["gt_files"] = [out["files"][k] for k in keep]
+        out["pointing_game"] = np.array([metrics.pointing_game(entry["maps"][k], masks[k]) for k in keep])
+        out["mass_in_mask"] = np.array([metrics.mass_in_mask(entry["maps"][k], masks[k]) for k in keep])
+        out["mass_in_mask_ratio"] = out["mass_in_mask"] / np.array([masks[k].mean() for k in keep]) if keep else \
+            np.zeros(0)
+    return out
+
+
+def shortcut_scores(marked: dict[str, Any], marks: dict[str, dict], s: dict[str, Any], ctx) -> dict[str, Any]:
+    """Per method: share of positive attribution on the mark, for the shortcut class and for the other classes."""
+    sc = marked["shortcut_class"]
+    out: dict[str, Any] = {}
+    for m, e in marks.items():
+        share = np.array([metrics.mass_in_mask(mp, marked["marks"][p]) for mp, p in zip(e["maps"], e["idx"])])
+        area = np.array([marked["marks"][p].mean() for p in e["idx"]])
+        own = np.array([marked["labels"][p] == sc for p in e["idx"]])
+        rng = ctx.rng("trust", "bootstrap", "shortcut", m)
+        out[m] = {"shortcut_class": metrics.bootstrap(share[own], rng, s["trust_bootstrap"]),
+                  "other_classes": metrics.bootstrap(share[~own], rng, s["trust_bootstrap"]),
+                  "mark_area_share": float(area.mean()) if area.size else None,
+                  "files": [marked["files"][p] for p in e["idx"]], "share": share.tolist()}
+        out[m]["reveals_shortcut"] = bool(out[m]["shortcut_class"]["n"] and
+                                          out[m]["shortcut_class"]["mean"] >= 2 * out[m]["mark_area_share"])
+    return out
+
+
+def vs_random(scores: dict[str, dict], ctx, s: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Paired metrics.bootstrap per method: random's deletion AUC - the method's, and the method's insertion AUC - random's."""
+    if "random" not in scores:
+        return {}
+    ref = scores["random"]
+    pos = {p: k for k, p in enumerate(ref["idx"])}
+    out: dict[str, dict[str, Any]] = {}
+    for m, sc in scores.items():
+        if m == "random":
+            continue
+        a = [k for k, p in enumerate(sc["idx"]) if p in pos]
+        b = [pos[sc["idx"][k]] for k in a]
+        out[m] = {"deletion_gain": metrics.paired_gain(ref["deletion_auc"][b], sc["deletion_auc"][a],
+                                               ctx.rng("trust", "bootstrap", "vs-random", "deletion", m),
+                                               s["trust_bootstrap"]),
+                  "insertion_gain": metrics.paired_gain(sc["insertion_auc"][a], ref["insertion_auc"][b],
+                                                ctx.rng("trust", "bootstrap", "vs-random", "insertion", m),
+                                                s["trust_bootstrap"])}
+    return out
+
+
+def sanity(ctx, s: dict[str, Any], methods: list[str], pool: dict[str, Any], n: int) -> dict[str, Any]:
+    """The cascading randomisation of the gradient methods on the pool's first n images (one per class first)."""
+    k = min(n, len(pool["files"]))
+    grads = [m for m in methods if m in ctx.method_names() and not ctx.method(m).forward_only]
+    files = list(pool["files"][:k])
+    fns: dict[str, metrics.MapFn] = {m: (lambda work, x, t, m=m: ctx.attribute(m, x, t, files, sanity=True,
+                                                                            model=work).maps)
+                                     for m in grads}
+    seed = int(ctx.rng("trust", "sanity").integers(0, 2 ** 62))
+    res = metrics.cascade(ctx.model, ctx.net, pool["images"][:k], pool["targets"][:k], fns, seed)
+    res["files"] = files
+    res["gradcam_layer"] = ctx.gradcam_layer() if "gradcam" in grads else None
+    return res
+
+
+def tables(scores: dict[str, dict], san: dict[str, Any], rng_of: Callable[[str, str], np.random.Generator] | None = None,
+           resamples: int = 2000) -> dict[str, dict[str, Any]]:
+    """Method x metric: mean, std, 95% metrics.bootstrap interval [lo, hi] and n, and the sanity verdict."""
+    rng_of = rng_of or (lambda m, metric: np.random.default_rng([len(m), len(metric)]))
+    rows: dict[str, dict[str, Any]] = {}
+    for m, sc in scores.items():
+        row = {metric: metrics.bootstrap(list(sc.get(metric, [])), rng_of(m, metric), resamples)
+               for metric in metrics.METRICS if metric != "sanity_spearman"}
+        if m in san["spearman"]:
+            row["sanity_spearman"] = metrics.bootstrap(list(san["spearman"][m][-1]), rng_of(m, "sanity_spearman"), resamples)
+            row["sanity_check"] = "fails sanity check" if row["sanity_spearman"]["mean"] >= metrics.SANITY_FAIL else "passes"
+        else:
+            row["sanity_spearman"] = metrics.bootstrap([], rng_of(m, "sanity_spearman"))
+            row["sanity_check"] = "not applicable"
+        rows[m] = row
+    return rows
+
+
+DEFINITIONS = {
+    "protocol": "fixed: deletion sets the removed pixels to 0 (black); insertion pastes the original pixels onto a "
+                "Gaussian-blurred copy; both score the softmax probability of the explained class (the image's "
+                "true label on validation images) at every step",
+    "deletion_auc": "area under the explained class's softmax probability as the highest-ranked pixels are set to 0, "
+                    "x = fraction of pixels removed in [0,1] (lower = more faithful)",
+    "insertion_auc": "area under the explained class's softmax probability as the highest-ranked pixels are pasted "
+                     "onto a blurred copy (sigma = insertion_blur x image side), x in [0,1] (higher = more faithful)",
+    "pointing_game": "1 when the map's maximum lies inside the ground-truth mask (tied maxima: fraction inside); "
+                     "a constant map (e.g. all zero) scores 0; over correctly classified unmarked images",
+    "mass_in_mask": "fraction of the map's positive mass inside the mask; a map with no positive mass scores 0",
+    "mass_in_mask_ratio": "mass_in_mask divided by the mask's share of the image (1 = no better than uniform)",
+    "sanity_spearman": "Spearman rank correlation of |map| after re-initialising every parameterised layer "
+                       "(cascading from the output) with |map| of the trained model; a constant map scores 0; "
+                       f">= {metrics.SANITY_FAIL} fails the sanity check",
+    "interval": "95% percentile metrics.bootstrap interval of the mean over images (trust_bootstrap resamples, seeded by "
+                "(seed, 'trust', 'bootstrap', method, metric)); n = images scored",
+    "vs_random": "paired metrics.bootstrap over the images both scored: deletion_gain = random's deletion AUC - the "
+                 "method's, insertion_gain = the method's insertion AUC - random's (> 0: better than random)",
+    "shortcut": "share of the map's positive mass on the mark (masks_mark/validation), over validation images that "
+                "carry it, explaining their true label; for the shortcut class (the class whose training images carry "
+                "the mark most often) and for the other classes; reveals_shortcut: the shortcut class's mean share "
+                ">= 2x the mark's area share",
+    "images": "validation images per class by the model's multiply-adds (trust.trust_counts): LIME and SHAP on the "
+              "first trust_sampled_per_class of every class at their figures' sample counts; without validation "
+              "images, the first trust_images selected images",
+    "ranking": "pixels ranked by raw map value, highest first; ties broken by a seeded random permutation",
+    "random": "baseline: a uniform random map per image, seeded by (seed, 'trust', 'random', image)",
+}
+
+
+def _fmt(cell: dict[str, Any]) -> str:
+    """'mean [lo, hi]' or '-'."""
+    return "-" if cell["n"] == 0 else f"{cell['mean']:.3f} [{cell['lo']:.3f}, {cell['hi']:.3f}]"
+
+
+def shown_image(scores: dict[str, dict]) -> int:
+    """Pool index of the image every method scored whose (insertion - deletion) AUC varies most across methods."""
+    common = sorted(set.intersection(*(set(sc["idx"]) for sc in scores.values())))
+    spread = [np.std([sc["insertion_auc"][sc["idx"].index(i)] - sc["deletion_auc"][sc["idx"].index(i)]
+                      for sc in scores.values()]) for i in common]
+    return common[int(np.argmax(spread))]
+
+
+def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[str, dict], s: dict[str, Any],
+                path: Path, gains: dict[str, dict] | None = None, shortcut: dict[str, Any] | None = None) -> Path:
+    """trust_curves.png: one image, its deletion and insertion curves per method, and the method x metric table."""
+    import draw
+
+    fig, axes = draw.figure(2, 3, cell=(5.0, 3.4), title="How far to trust each explanation: deletion / insertion "
+                            f"(Petsiuk et al. 2018, {s['deletion_steps']} steps), ground truth, sanity check, shortcut")
+    i = shown_image(scores)
+    first = {m: sc for m, sc in scores.items() if i in sc["idx"]}
+    at = {m: sc["idx"].index(i) for m, sc in first.items()}
+    p = pool["probs"][i]
+    target = int(scores["random"]["targets"][at["random"]])
+    draw.show_image(axes[0, 0], pool["images"][i], draw.caption(pool["files"][i], ctx.class_names, target,
+                                                                  int(p.argmax()), float(p.max()), int(pool["labels"][i]))
+                    + "\n(the image where the methods differ most)")
+    colours = {m: f"C{i}" for i, m in enumerate(ctx.method_names())} | {"random": "0.45"}
+    for ax, mode, better in ((axes[0, 1], "deletion", "lower"), (axes[0, 2], "insertion", "higher")):
+        for m, sc in first.items():
+            ax.plot(sc["x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"), ls="--" if m == "random" else "-",
+                    lw=1.3, label=f"{m} ({sc[f'{mode}_auc'][at[m]]:.3f})")
+        ax.set_xticks(np.linspace(0, 1, 6))
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel(f"fraction of pixels {'removed (set to 0)' if mode == 'deletion' else 'inserted into blur'}")
+        ax.set_ylabel("probability of the explained class")
+        ax.set_title(f"{mode} curve of this image\n(AUC in the legend; {better} = more faithful)")
+        ax.legend(fontsize=6, loc="upper right" if mode == "deletion" else "lower right")
+    gs = axes[1, 0].get_gridspec()
+    for ax in axes[1]:
+        ax.remove()
+    tab = fig.add_subplot(gs[1, :])
+    tab.axis("off")
+    gains = gains or {}
+    cols = ["deletion_auc", "insertion_auc", "pointing_game", "mass_in_mask_ratio", "sanity_spearman"]
+    heads = ["deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "mass / mask share ↑", "sanity Spearman ↓",
+             "random − del ↑", "ins − random ↑"]
+    if shortcut:
+        heads += ["on mark: shortcut class", "on mark: others"]
+    text = []
+    for m in rows:
+        line = [_fmt(rows[m][c]) for c in cols]
+        line += [_fmt(gains[m][k]) if m in gains else "-" for k in ("deletion_gain", "insertion_gain")]
+        if shortcut:
+            sh = shortcut.get(m)
+            line += [_fmt(sh[k]) + (" ★" if k == "shortcut_class" and sh["reveals_shortcut"] else "") if sh else "-"
+                     for k in ("shortcut_class", "other_classes")]
+        text.append(line)
+    counts = [f"{m} (n={rows[m]['deletion_auc']['n']}, gt {rows[m]['pointing_game']['n']}"
+              + (f", mark {shortcut[m]['shortcut_class']['n']}+{shortcut[m]['other_classes']['n']}"
+                 if shortcut and m in shortcut else "") + ")" for m in rows]
+    t = tab.table(cellText=text, rowLabels=counts, colLabels=heads, cellLoc="center", bbox=[0.16, 0.0, 0.84, 0.88])
+    t.auto_set_font_size(False)
+    t.set_fontsize(5.5)
+    for r, m in enumerate(rows, start=1):
+        if rows[m]["sanity_check"] == "fails sanity check":
+            t[r, len(cols) - 1].set_facecolor("#f4c7c3")
+        if shortcut and m in shortcut and shortcut[m]["reveals_shortcut"]:
+            t[r, len(cols) + 2].set_facecolor("#fde7a9")
+    mark_note = (f"; on mark: share of positive mass on the mark (area share "
+                 f"{next(iter(shortcut.values()))['mark_area_share']:.3f}), ★ = at least twice that for the "
+                 f"shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}") if shortcut else ""
+    tab.set_title("mean [95% metrics.bootstrap interval] over images; n = images per method (deletion/insertion, ground truth: "
+                  "correct unmarked ones" + (", marked images: shortcut class + others" if shortcut else "") + ")"
+                  + "\nrandom − del, ins − random: paired intervals against the random map; sanity Spearman after full "
+                  f"randomisation; protocol: deletion sets pixels to 0, insertion pastes them onto the blur{mark_note}",
+                  fontsize=7)
+    draw.layout(fig)
+    return draw.save(fig, path)
+
+
+def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_steps: int = 9) -> Path:
+    """sanity_check.png: the cascade of |maps| for the first sanity image and the mean Spearman curves."""
+    import draw
+
+    layers = san["layers"]
+    steps = list(range(len(layers)))
+    if len(steps) > max_steps + 1:   # keep the original, the last and evenly spaced steps between
+        steps = sorted(set(np.linspace(0, len(layers) - 1, max_steps + 1).round().astype(int).tolist()))
+    methods = list(san["maps"])
+    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.45, 1.5), extra_width=0.6,
+                            title="Sanity check (Adebayo et al. 2018): maps as the network's layers are re-initialised "
+                                  "from the output down (each |map| scaled to its own 99.5th percentile)")
+    img = pool["images"][0]
+    t = int(pool["targets"][0])
+    p = pool["probs"][0]
+    draw.show_image(axes[0, 0], img, draw.caption(pool["files"][0], ctx.class_names, t, int(p.argmax()),
+                                                  float(p.max()), int(pool["labels"][0])))
+    for ax in axes[1:len(methods), 0]:
+        ax.axis("off")
+    for r, m in enumerate(methods):
+        axes[r, 1].set_ylabel(m, fontsize=8)
+        for c, k in enumerate(steps, start=1):
+            shown = draw.normalize(np.abs(san["maps"][m][k, 0]))
+            im = draw.show_map(axes[r, c], shown, vrange=(0.0, 1.0))
+            if r == 0:
+                axes[r, c].set_title("trained" if k == 0 else f"randomised\ndown to {layers[k]}", fontsize=7)
+            axes[r, c].set_xlabel(f"ρ = {san['spearman'][m][k, 0]:.2f}", fontsize=7, labelpad=1)
+        if r == 0:
+            draw.colorbar(fig, im, axes[0, -1], "|map| / own 99.5th pct")
+    gs = axes[-2, 0].get_gridspec()
+    for ax in axes[-2:].flat:
+        ax.remove()
+    curve = fig.add_subplot(gs[-2:, :])
+    x = np.arange(len(layers))
+    for i, m in enumerate(methods):
+        v = san["spearman"][m]
+        colour = f"C{ctx.method_names().index(m)}"
+        curve.plot(x, v.mean(1), marker="o", ms=3, color=colour, label=m)
+        if v.shape[1] > 1:
+            curve.fill_between(x, v.min(1), v.max(1), color=colour, alpha=0.15)
+    curve.axhline(metrics.SANITY_FAIL, color="crimson", ls="--", lw=1, label=f"fails at or above {metrics.SANITY_FAIL}")
+    curve.set_xticks(x)
+    curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], fontsize=6)
+    curve.set_yticks(np.linspace(-1, 1, 9))
+    curve.set_ylim(-1.05, 1.05)
+    curve.grid(alpha=0.3)
+    curve.set_ylabel("Spearman ρ of |map|\nwith the trained map")
+    curve.set_title(f"rank correlation with the trained model's map (mean over {len(san['files'])} image(s)"
+                    f"{', band = min..max' if len(san['files']) > 1 else ''}); Grad-CAM at {san['gradcam_layer']}",
+                    fontsize=8)
+    curve.legend(fontsize=7, loc="lower left", ncol=5)
+    draw.layout(fig)
+    return draw.save(fig, path)
+
+
+def _cell(c: dict[str, Any], k: str) -> Any:
+    """One CSV cell of a summary: '' for None, rounded floats, n as is."""
+    return "" if c[k] is None else (c[k] if k == "n" else round(c[k], 6))
+
+
+def task_trust(ctx) -> TrustResult:
+    """Deletion/insertion AUC, ground truth, the sanity check, the shortcut score and the gains over random, with
+    metrics.bootstrap intervals, for every registered method of this run."""
+    from errors import Skipped
+    from outputs import write_csv, write_json
+    from tqdm import tqdm
+
+    s = trust_settings(ctx)
+    pool, marked, counts = pools(ctx, s)
+    methods, marks, skipped = _collect(ctx, s, pool, marked, counts)
+    if len(methods) == 1:
+        raise Skipped("no attribution method applies to this model")
+    scores = {m: score(ctx, pool, e, s) | {"targets": e["targets"], "idx": e["idx"]}
+              for m, e in tqdm(methods.items(), desc="trust", unit="method", leave=False, disable=None)}
+    san = sanity(ctx, s, list(methods), pool, counts["sanity"])
+    rows = tables(scores, san, lambda m, metric: ctx.rng("trust", "bootstrap", m, metric), s["trust_bootstrap"])
+    gains = vs_random(scores, ctx, s)
+    shortcut = shortcut_scores(marked, marks, s, ctx) if marked is not None else {}
+    if marked is not None:
+        ctx.cache["trust_shortcut_class"] = marked["shortcut_class"]
+    per_image = {m: {"files": sc["files"], "deletion_auc": sc["deletion_auc"], "insertion_auc": sc["insertion_auc"]}
+                 | ({"gt_files": sc["gt_files"], **{k: sc[k] for k in ("pointing_game", "mass_in_mask",
+                                                                           "mass_in_mask_ratio")}}
+                    if "gt_files" in sc else {}) for m, sc in scores.items()}
+    images = {m: len(e["idx"]) for m, e in methods.items()}
+    record = {"mode": "full" if is_full(ctx) else "cheap", "settings": s, "counts": counts, "source": pool["source"],
+              "images_per_method": images, "methods": rows, "metrics": list(metrics.METRICS), "vs_random": gains,
+              "shortcut": {"class": ctx.class_names[marked["shortcut_class"]] if marked is not None else None,
+                           "methods": shortcut},
+              "definitions": DEFINITIONS, "per_image": per_image, "skipped": skipped,
+              "sanity": {"files": san["files"], "layers": san["layers"], "gradcam_layer": san["gradcam_layer"],
+                         "threshold": metrics.SANITY_FAIL, "correlation": "Spearman of absolute values",
+                         "spearman": {m: v.tolist() for m, v in san["spearman"].items()}}}
+    stats = ("mean", "lo", "hi", "n")
+    header = (["method"] + [f"{m}_{k}" for m in metrics.METRICS for k in stats] + ["sanity_check"]
+              + [f"{g}_{k}" for g in ("deletion_gain", "insertion_gain") for k in stats]
+              + [f"mark_{g}_{k}" for g in ("shortcut_class", "other_classes") for k in stats] + ["reveals_shortcut"])
+    empty = {k: None for k in stats} | {"n": 0}
+    csv_rows = [[m] + [_cell(r[metric], k) for metric in metrics.METRICS for k in stats] + [r["sanity_check"]]
+                + [_cell(gains.get(m, {}).get(g, empty), k) for g in ("deletion_gain", "insertion_gain") for k in stats]
+                + [_cell(shortcut.get(m, {}).get(g, empty), k) for g in ("shortcut_class", "other_classes")
+                   for k in stats] + [shortcut[m]["reveals_shortcut"] if m in shortcut else ""]
+                for m, r in rows.items()]
+    files = [draw_curves(ctx, pool, scores, rows, s, ctx.out / "trust_curves.png", gains, shortcut),
+             draw_sanity(ctx, san, pool, ctx.out / "sanity_check.png"),
+             write_json(ctx.out / "trust.json", record),
+             write_csv(ctx.out / "trust.csv", header, csv_rows)]
+    return TrustResult(files=files, precision=ctx.precision, mode=record["mode"], images=len(pool["files"]),
+                       settings=s, skipped=skipped, source=pool["source"], images_per_method=images,
+                       sanity_images=len(san["files"]), macs=int(counts["macs"]),
+                       methods={m: {metric: r[metric]["mean"] for metric in metrics.METRICS} |
+                                {f"{metric}_ci": [r[metric]["lo"], r[metric]["hi"]] for metric in metrics.METRICS} |
+                                {"sanity_check": r["sanity_check"]} for m, r in rows.items()},
+                       vs_random={m: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for m, v in gains.items()},
+                       shortcut_class=record["shortcut"]["class"],
+                       shortcut={m: {"shortcut_class": v["shortcut_class"]["mean"],
+                                     "other_classes": v["other_classes"]["mean"],
+                                     "reveals_shortcut": v["reveals_shortcut"]} for m, v in shortcut.items()})
