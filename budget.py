@@ -1,11 +1,17 @@
-"""Time planning: a quick throughput probe, a cost model of each task, and the opt-in --time-budget planner.
+"""Time planning: a cost model of each task, priced from the model's own counts at the reference CPU's rates.
 
-Default runs never adapt to timing (reruns must draw the same bytes): without --time-budget the probe only
-feeds a warning when the run is predicted to exceed 9 minutes. With --time-budget the sample counts are scaled
-down just as far as needed, and every change is recorded in run.json and the report.
+Every run of the default task list is planned to DEFAULT_SECONDS on the reference CPU, margin included, and
+`--time-budget S` plans any run to S seconds. The plan never reads a clock: its inputs are the model's counted
+multiply-adds, activation bytes and module calls (model.model_cost), the settings, and the device type's reference
+rates (settings.REFERENCE_RATES), so two machines of the same device type and precision compute the same settings
+and draw the same bytes. A run that fits keeps its settings; a heavier one has its sample counts scaled down by one
+common factor, each change printed and recorded in run.json ('budget'). `--time-budget none` keeps the settings
+whatever they cost. `--probe-budget` prices the passes from a throughput probe of this machine instead, so its
+settings, and the figures, depend on the machine.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -13,21 +19,52 @@ import torch
 from torch import nn
 
 import explain
+import metrics
+import settings as settings_mod
+import dataset
 import trust
-from deep_dream import CLASSVIZ_MAX
-from errors import UserError
+from deep_dream import CLASSVIZ_MAX, pick_classes
+from model import MAC_KINDS, model_cost
 
-WARN_SECONDS = 540.0
-# Drawing and saving a task's figures, which no probe sees (bench/run.py: report 6 s, most tasks 0.3-1 s).
-DRAW_SECONDS = 0.6
+DEFAULT_SECONDS = 480.0
+MARGIN = 1.25   # the plan fits the budget with this factor on the cost model's seconds
+REFERENCE = "the reference 2-core CPU"
 # Settings the planner may scale down, with the floor below which an explanation stops being worth drawing.
-SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "shap_max_evals": 500, "smoothgrad_n": 4, "ig_steps": 8,
-            "deletion_steps": 8, "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12, "dream_steps": 3,
-            "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4, "trust_ref_macs": 1}
+SCALABLE = {"lime_samples": 100, "lime_class_samples": 30, "shap_max_evals": 200, "smoothgrad_n": 4, "ig_steps": 8,
+            "deletion_steps": 8, "filter_count": 4, "filter_steps": 20, "robust_steps": 16, "classviz_steps": 12,
+            "dream_steps": 3, "trust_images": 1, "sanity_smoothgrad_n": 2, "sanity_ig_steps": 4, "trust_ref_macs": 1}
+# Tasks whose gradient passes run in bf16 under bf16 precision: SmoothGrad (explain.BF16_GRADIENTS) and the
+# optimised pictures (context.infer_model)
+BF16_GRADIENT_TASKS = ("smoothgrad", "filters", "deepdream", "classviz")
+# Model copies a task makes (BN folding, bf16 weights): one per gradient or bf16 method call
+COPIES = {"saliency": 1, "smoothgrad": 1, "ig": 1, "occlusion": 1, "lime": 1, "shap": 1, "where": 1}
+
+
+def image_seconds(cost: dict[str, int], ref: dict[str, float], precision: str, batch: int) -> float:
+    """Seconds of one image's forward pass at a precision and batch size, from the model's counts."""
+    macs = sum(cost[k] / ref[f"{k}_{precision}"] for k in ("dense_macs", "grouped_macs", "linear_macs"))
+    moved = cost["activation_bytes"] * (0.5 if precision == "bf16" else 1.0) / ref["activation_bytes"]
+    return macs + moved + cost["calls"] * ref["call_seconds"] / batch
+
+
+def model_rates(cost: dict[str, int], ref: dict[str, float], precision: str, s: dict[str, Any]) -> dict[str, float]:
+    """Images per second of forward passes (at the run's precision), fp32 and bf16 forward+input-gradient passes, and
+    the per-call overheads, all from the reference rates."""
+    grad = ref["backward_factor"]
+    return overheads(cost, ref) | {
+        "forward": 1.0 / image_seconds(cost, ref, precision, s["batch_size"]),
+        "backward": 1.0 / (grad * image_seconds(cost, ref, "fp32", s["grad_batch_size"])),
+        "backward_bf16": 1.0 / (grad * image_seconds(cost, ref, precision, s["grad_batch_size"]))}
+
+
+def overheads(cost: dict[str, int], ref: dict[str, float]) -> dict[str, float]:
+    """The per-call and per-sample seconds of the cost model (the same for the probe: no probe sees them)."""
+    keys = ("lime_sample_seconds", "shap_eval_seconds", "decode_seconds", "task_seconds", "report_seconds")
+    return {k: ref[k] for k in keys} | {"copy_seconds": ref["copy_seconds"] * cost["calls"]}
 
 
 def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bool, seconds: float = 0.5) -> float:
-    """Images per second of forward passes (or forward + input-gradient passes) at one batch size."""
+    """Measured images per second of forward passes (or forward + input-gradient passes) at one batch size."""
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     x.requires_grad_(grad)  # a private generator: the probe leaves torch's global random state alone
     n, t0, first = 0, 0.0, True
@@ -47,22 +84,10 @@ def rate(model: nn.Module, device: torch.device, size: int, batch: int, grad: bo
 
 def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], seconds: float = 1.0,
           forward_model: nn.Module | None = None) -> dict[str, float]:
-    """Images per second for forward passes (at batch_size; through forward_model when given, e.g. bf16) and
-    forward+backward passes (at grad_batch_size)."""
+    """Measured images per second for forward passes (at batch_size; through forward_model when given, e.g. bf16)
+    and forward+backward passes (at grad_batch_size): --probe-budget's machine-dependent rates."""
     return {"forward": rate(forward_model or model, device, size, s["batch_size"], False, seconds / 2),
             "backward": rate(model, device, size, s["grad_batch_size"], True, seconds / 2)}
-
-
-def decode_seconds(folder, size: int, cv2_mode: bool, n: int = 8, resize: Any = None) -> float:
-    """Median seconds to decode and resize one image of a split (a few of its first files)."""
-    import dataset
-
-    times = []
-    for name in dataset.list_images(folder)[:n]:
-        t0 = time.perf_counter()
-        dataset.load_image(folder / name, size, cv2_mode, resize or dataset.STRETCH)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13, *,
@@ -70,17 +95,14 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
     """(forward images, forward+backward images) a task costs under settings s (full-model equivalents).
 
     n_classes bounds what the class tasks draw: lime_classes explains every class up to confusion.MAX_GRID, else
-    confusion.LIME_CLASS_ROWS; classviz draws n_classviz classes (default: up to deep_dream's CLASSVIZ_MAX).
-    The factors below are bench/run.py's measured times over its pass counts, for hw3 and hw5ta alike.
+    confusion.LIME_CLASS_ROWS; classviz draws n_classviz classes (default: up to deep_dream's CLASSVIZ_MAX). The
+    sanity check recomputes the gradient methods once before and once per stop of its cascade
+    (metrics.cascade_stops of the n_layers parameterised layers).
     """
-    from confusion import LIME_CLASS_ROWS, MAX_GRID
-
-    lime_rows = n_classes if n_classes <= MAX_GRID else LIME_CLASS_ROWS
+    lime_rows = lime_class_rows(n_classes)
     n_classviz = min(n_classes, CLASSVIZ_MAX) if n_classviz is None else n_classviz
     methods = len(explain.method_names()) + 1  # maps scored by the trust task, the random baseline included
-    tc = trust.trust_counts(macs, s)
-    if macs is None:   # the model's cost unknown: the selected images only
-        tc = tc | {"per_class": 0, "sampled_per_class": 0}
+    tc = trust_counts(s, macs)
     val, val_sampled = n_classes * tc["per_class"], n_classes * tc["sampled_per_class"]
     # the marked images of the shortcut score: up to per_class of the shortcut class, sampled_per_class of the others
     # (LIME and SHAP: one of the shortcut class, one other)
@@ -89,6 +111,7 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
     trust_sampled = val_sampled if val else 0        # the selected images' LIME / SHAP maps are the figures' own
     grad_per_image = 1 + s["smoothgrad_n"] + s["ig_steps"] + 1 + 1     # vanilla, SmoothGrad, IG, Grad-CAM
     fwd_per_image = occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2
+    recomputations = 1 + len(metrics.cascade_stops(n_layers))
     cost = {
         "confusion": (n_eval, 0),
         "saliency": (0, n_images),
@@ -102,17 +125,47 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         "shap": (n_images * s["shap_max_evals"], 0),
         "deepdream": (0, 0.6 * n_images * 2 * s["dream_octaves"] * s["dream_steps"]),
         "classviz": (0, 1.5 * n_classviz * s["classviz_steps"]),   # jitter and blur each step
-        "occlusion": (n_images * occlusion_positions(size, s["occlusion_patch"], s["occlusion_stride"]) ** 2, 0),
-        # sanity: one randomisation step per parameterised layer, each recomputing every gradient method
+        "occlusion": (n_images * fwd_per_image, 0),
         # deletion/insertion of every method, the validation images' maps (LIME and SHAP on their subset) and the
         # sanity check's cascade
         "trust": (trust_images * methods * 2 * (s["deletion_steps"] + 1)
                   + ((val + mark) * fwd_per_image if val else 0)
                   + (trust_sampled + (mark_sampled if val else 0)) * (s["lime_samples"] + s["shap_max_evals"]),
                   ((val + mark) * grad_per_image if val else 0)
-                  + tc["sanity"] * n_layers * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
+                  + tc["sanity"] * recomputations * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
     }
     return cost.get(task, (0, 0))
+
+
+def trust_counts(s: dict[str, Any], macs: int | None) -> dict[str, int]:
+    """The trust task's image counts (trust.trust_counts; the selected images only when the model's cost is unknown)."""
+    tc = trust.trust_counts(macs, s)
+    return tc if macs is not None else tc | {"per_class": 0, "sampled_per_class": 0}
+
+
+def lime_class_rows(n_classes: int) -> int:
+    """Classes the per-class LIME explains: every class up to confusion.MAX_GRID, else LIME_CLASS_ROWS."""
+    from confusion import LIME_CLASS_ROWS, MAX_GRID
+
+    return n_classes if n_classes <= MAX_GRID else LIME_CLASS_ROWS
+
+
+def extra_seconds(task: str, s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
+                  n_layers: int, macs: int | None) -> float:
+    """A task's seconds beyond its model passes: figures, model copies, LIME's and SHAP's own work, decoding."""
+    tc = trust_counts(s, macs)
+    lime, shap = rates.get("lime_sample_seconds", 0.0), rates.get("shap_eval_seconds", 0.0)
+    sampled = n_classes * tc["sampled_per_class"] + 2 * (tc["sampled_per_class"] > 0)
+    copies = COPIES.get(task, 0)
+    if task == "trust":   # a bf16 copy per scored method, and each gradient method's copy at every cascade stop
+        copies = len(explain.method_names()) + 3 * (1 + len(metrics.cascade_stops(n_layers)))
+    own = {"confusion": n_eval * rates.get("decode_seconds", 0.0),
+           "lime": n_images * s["lime_samples"] * lime,
+           "lime_classes": 2 * lime_class_rows(n_classes) * s["lime_class_samples"] * lime,
+           "shap": n_images * s["shap_max_evals"] * shap,
+           "trust": sampled * (s["lime_samples"] * lime + s["shap_max_evals"] * shap),
+           "report": rates.get("report_seconds", 0.0)}
+    return own.get(task, 0.0) + copies * rates.get("copy_seconds", 0.0) + rates.get("task_seconds", 0.0)
 
 
 def occlusion_positions(size: int, patch: int, stride: int) -> int:
@@ -122,34 +175,52 @@ def occlusion_positions(size: int, patch: int, stride: int) -> int:
 
 
 def task_seconds(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int,
-            n_eval: int, n_layers: int = 13, **shape: int | None) -> dict[str, float]:
-    """Predicted seconds per task from the cost model and the probed rates (shape: passes' size, n_classviz)."""
+                 n_eval: int, n_layers: int = 13, **shape: int | None) -> dict[str, float]:
+    """Predicted seconds per task from the cost model and the rates (shape: passes' size, n_classviz, macs)."""
     out = {}
     for t in tasks:
         fwd, bwd = passes(t, s, n_images, n_classes, n_eval, n_layers, **shape)
-        out[t] = fwd / rates["forward"] + bwd / rates["backward"] + DRAW_SECONDS
-    if "confusion" in out:  # decoding shares the same cores with the model
-        out["confusion"] += n_eval * rates.get("decode_seconds", 0.0)
+        bf16 = bf16_backward(t, bwd, s, n_classes, n_layers, shape.get("macs")) if "backward_bf16" in rates else 0.0
+        out[t] = (fwd / rates["forward"] + (bwd - bf16) / rates["backward"] + bf16 / rates.get("backward_bf16", 1.0)
+                  + extra_seconds(t, s, rates, n_images, n_classes, n_eval, n_layers, shape.get("macs")))
     return out
 
 
-def plan(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
-         n_layers: int = 13, *, budget: float, overhead: float = 1.25, **shape: int | None
-         ) -> tuple[dict[str, Any], list[str]]:
-    """Scale the scalable settings by one common factor (down to their floors) until the run fits the budget."""
-    def total(cfg: dict[str, Any]) -> float:
-        return overhead * sum(task_seconds(tasks, cfg, rates, n_images, n_classes, n_eval, n_layers, **shape).values())
+def bf16_backward(task: str, bwd: float, s: dict[str, Any], n_classes: int, n_layers: int, macs: int | None) -> float:
+    """Of a task's bwd forward+backward images, those that run in bf16 (BF16_GRADIENT_TASKS, and the trust task's
+    SmoothGrad maps)."""
+    if task in BF16_GRADIENT_TASKS:
+        return bwd
+    if task != "trust":
+        return 0.0
+    tc = trust_counts(s, macs)
+    marked = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"]
+    val = n_classes * tc["per_class"] + (marked if tc["per_class"] else 0)
+    recomputations = 1 + len(metrics.cascade_stops(n_layers))
+    return val * s["smoothgrad_n"] + tc["sanity"] * recomputations * s["sanity_smoothgrad_n"]
 
-    if total(s) <= budget:
+
+def total_seconds(tasks: list[str], s: dict[str, Any], rates: dict[str, float], *sizes: int,
+                  **shape: int | None) -> float:
+    """The whole run's predicted seconds, margin included."""
+    return MARGIN * sum(task_seconds(tasks, s, rates, *sizes, **shape).values())
+
+
+def plan(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
+         n_layers: int = 13, *, budget: float, **shape: int | None) -> tuple[dict[str, Any], list[str]]:
+    """Scale the scalable settings by one common factor (down to their floors) until the run fits the budget."""
+    sizes = (n_images, n_classes, n_eval, n_layers)
+    if total_seconds(tasks, s, rates, *sizes, **shape) <= budget:
         return dict(s), []
     lo, hi = 0.0, 1.0
     for _ in range(30):  # bisection on the common factor
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if total(scaled(s, mid)) <= budget else (lo, mid)
+        lo, hi = (mid, hi) if total_seconds(tasks, scaled(s, mid), rates, *sizes, **shape) <= budget else (lo, mid)
     new = scaled(s, lo)
     changes = [f"{k}: {s[k]} -> {new[k]}" for k in SCALABLE if new[k] != s[k]]
-    if total(new) > budget:
-        changes.append(f"still predicted {total(new):.0f}s > budget {budget:.0f}s at every floor")
+    after = total_seconds(tasks, new, rates, *sizes, **shape)
+    if after > budget:
+        changes.append(f"still predicted {after:.0f}s > budget {budget:.0f}s at every floor")
     return new, changes
 
 
@@ -175,53 +246,53 @@ def will_skip(ctx, task_names: list[str]) -> dict[str, str]:
     return out
 
 
-def apply(ctx, task_names: list[str], seconds: float | None) -> None:
-    """Probe this machine; with a budget, fit the run into it (recorded in ctx.plan), else only warn.
+def run_rates(ctx, cost: dict[str, int], probed: bool) -> dict[str, float] | None:
+    """The rates the plan prices passes at: the device type's reference rates, or this machine's probe; None when
+    the device type has no reference rates."""
+    ref = settings_mod.REFERENCE_RATES.get(ctx.device.type)
+    if not probed:
+        return model_rates(cost, ref, ctx.precision, ctx.settings) if ref else None
+    measured = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings, forward_model=ctx.infer_model())
+    return overheads(cost, ref or settings_mod.REFERENCE_RATES["cpu"]) | measured
 
-    Only the tasks that will run are counted (will_skip). To fit, the sample counts are scaled down as far as needed
-    (forward-only passes already run in bf16 by default where the hardware computes it natively).
+
+def apply(ctx, task_names: list[str], seconds: float | str | None, probed: bool = False) -> None:
+    """Plan the run to `seconds` (None: DEFAULT_SECONDS, "none": keep the settings), recorded in ctx.plan.
+
+    Only the tasks that will run are counted (will_skip). To fit, the sample counts are scaled down as far as needed.
     """
-    import sys
-
-    import dataset
-    from deep_dream import pick_classes
-
-    if seconds is not None and seconds <= 0:
-        raise UserError(f"--time-budget {seconds:g}: give a positive number of seconds")
+    budget = DEFAULT_SECONDS if seconds is None else None if seconds == "none" else float(seconds)
     skipped = will_skip(ctx, task_names)
     task_names = [t for t in task_names if t not in skipped]
-    rates = probe(ctx.model, ctx.device, ctx.input_size, ctx.settings, forward_model=ctx.infer_model())
-    eval_dir = ctx.data / ctx.opts.eval_split
-    n_eval = len(dataset.list_images(eval_dir)) if {"confusion", "lime_classes"} & set(task_names) else 0
-    if n_eval:
-        rates["decode_seconds"] = decode_seconds(eval_dir, ctx.input_size, ctx.cv2_mode, resize=ctx.resize)
+    cost = model_cost(ctx.net, ctx.input_size, ctx.device)
+    rates = run_rates(ctx, cost, probed)
+    mode = "probe" if probed else "model"
+    if rates is None:
+        print(f"time budget: no reference rates for {ctx.device.type}: the settings are not planned", file=sys.stderr)
+        ctx.plan = {"seconds": budget, "mode": "unplanned", "device": ctx.device.type, "changes": []}
+        return
+    n_eval = len(dataset.list_images(ctx.data / ctx.opts.eval_split)) \
+        if {"confusion", "lime_classes"} & set(task_names) else 0
     layers = sum(1 for m in ctx.net.modules() if any(True for _ in m.parameters(recurse=False)))
     sizes = (len(ctx.indices), ctx.num_classes, n_eval, layers)
-    shape = {"size": ctx.input_size, "macs": ctx.macs()}
+    shape = {"size": ctx.input_size, "macs": sum(cost[k] for k in MAC_KINDS)}
     if "classviz" in task_names:
         shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
-
-    def total(cfg: dict[str, Any], r: dict[str, float]) -> float:
-        return 1.25 * sum(task_seconds(task_names, cfg, r, *sizes, **shape).values())
-
-    before = total(ctx.settings, rates)
-    # the cost model's seconds per task (without the 25% margin), for bench/any_model.py to set against the measured
+    before = total_seconds(task_names, ctx.settings, rates, *sizes, **shape)
+    # the cost model's seconds per task (without the margin), for bench/any_model.py and bench/run.py
     ctx.cache["budget_prediction"] = task_seconds(task_names, ctx.settings, rates, *sizes, **shape)
-    note = f" (skipped: {', '.join(skipped)})" if skipped else ""
-    if seconds is None:
-        if before > WARN_SECONDS:
-            print(f"warning: this run is predicted to take about {before / 60:.0f} min on this machine{note}; "
-                  f"add --time-budget 540 (hw5.sh: HW5_ARGS=\"--time-budget 540\") to fit it in 9 min",
-                  file=sys.stderr)
-        return
-    changes = []   # bf16 is already the default where the device computes it natively (context.resolve_precision)
-    new, scaled_changes = plan(task_names, ctx.settings, rates, *sizes, budget=seconds, **shape)
-    changes += scaled_changes
+    new, changes = (dict(ctx.settings), []) if budget is None else \
+        plan(task_names, ctx.settings, rates, *sizes, budget=budget, **shape)
+    if changes:
+        where = "on this machine (probe)" if probed else f"on {REFERENCE}"
+        note = f" (skipped: {', '.join(skipped)})" if skipped else ""
+        print(f"time budget: predicted {before:.0f}s {where} > {budget:.0f}s{note}; scaled "
+              f"(--time-budget none keeps the defaults):", file=sys.stderr)
+        for line in changes:
+            print(f"time budget: {line}", file=sys.stderr)
     ctx.settings.update(new)
-    for line in changes:
-        print(f"time budget: {line}", file=sys.stderr)
-    ctx.plan = {"seconds": seconds, "precision": ctx.precision,
-                             "probe": {k: round(v, 4) for k, v in rates.items()},
-                             "skipped": skipped,
-                             "predicted_seconds_before": round(before, 1),
-                             "predicted_seconds_after": round(total(new, rates), 1), "changes": changes}
+    ctx.plan = {"seconds": budget, "mode": mode if budget is not None else "none", "precision": ctx.precision,
+                "predicted_seconds_before": round(before, 1),
+                "predicted_seconds_after": round(total_seconds(task_names, new, rates, *sizes, **shape), 1),
+                "changes": changes, "skipped": skipped, "cost": cost,
+                "rates": {k: round(v, 6) for k, v in rates.items()}}

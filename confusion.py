@@ -144,14 +144,21 @@ def _draw_confused(counts: np.ndarray, names: list[str], title: str, path: Path)
 
 def task_confusion(ctx) -> ConfusionResult:
     """Predict a whole labelled split (validation by default) and write the confusion matrix and CSVs."""
+    from draw import readable
+    from errors import UserError
+
     split = ctx.opts.eval_split
     pred = ctx.eval_predictions()
     labels, probs = pred["labels"], pred["probs"]
+    if labels.max() >= ctx.num_classes:
+        raise UserError(f"{split}/{pred['files'][int(labels.argmax())]} has label {labels.max()} but the model has "
+                        f"{ctx.num_classes} classes (labels 0..{ctx.num_classes - 1})")
     preds = probs.argmax(1)
     counts = confusion_counts(labels, preds, ctx.num_classes)
     acc = float((preds == labels).mean())
     title = f"Confusion matrix on {split} ({len(labels)} images, accuracy {acc:.3f})"
-    files = [draw_confusion(counts, ctx.class_names, title, ctx.out / "confusion_matrix.png")]
+    files = [draw_confusion(counts, [readable(n) for n in ctx.class_names], title,
+                            ctx.out / "confusion_matrix.png")]
     files.append(write_csv(ctx.out / "confusion_matrix.csv", ["true \\ predicted"] + ctx.class_names,
                            [[n] + list(map(int, r)) for n, r in zip(ctx.class_names, counts)]))
     files.append(write_csv(ctx.out / "predictions.csv",

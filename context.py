@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ import seeds
 import settings as settings_mod
 from attribution import Attribution, Method
 from errors import Skipped, UserError
-from model import Autocast, Network, Preprocess, autocast, find_module, load_weights, make_network, native_bf16, \
-    model_macs, output_classes, probe_4d_modules, read_checkpoint, sha256_file
+from model import KNOWN_ARCHS, Autocast, Network, Preprocess, autocast, find_module, is_file_spec, load_weights, \
+    make_network, native_bf16, model_macs, output_classes, probe_4d_modules, read_checkpoint, sha256_file
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Options:
     num_classes: int | None = None
     checkpoint: str | None = None
     trust_pickle: bool = False
+    trust_checkpoint_code: bool = False
     allow_random_weights: bool = False
     images: tuple[str, ...] | None = None
     split: str | None = None
@@ -60,7 +62,8 @@ class Options:
     precision: str | None = None
     trust: str = "cheap"
     full: bool = False
-    time_budget: float | None = None
+    time_budget: float | str | None = None     # seconds, "none", or None: budget.DEFAULT_SECONDS for the default list
+    probe_budget: bool = False
     set: tuple[str, ...] = ()
     epochs: int = 30
     batch_size: int = 64
@@ -78,7 +81,7 @@ class Options:
         raw = {k: v for k, v in vars(args).items() if k in known}
         raw["command"] = command
         raw["tasks"] = tuple(t.strip() for item in (args.task or []) for t in item.split(",") if t.strip())
-        raw["images"] = _flat(args.images) or None
+        raw["images"] = tuple(i.strip() for i in args.images or [] if i.strip()) or None   # dataset.select splits
         raw["layer"] = _flat(args.layer)
         raw["set"] = tuple(args.set or ())
         return cls(**raw)
@@ -139,9 +142,9 @@ class RunContext:
 
     def attribute(self, method: str, images: torch.Tensor | None = None, targets: Any = None,
                   keys: Sequence[Any] | None = None, *, sanity: bool = False, model: nn.Module | None = None,
-                  progress: str | None = None, **options: Any) -> Attribution:
-        """The one way a task gets maps: `method` with the run's settings (the sanity check's counts when asked).
-        With no images, the selected images for their targets (computed once, kept in memory)."""
+                  progress: str | None = None, seed: int | None = None, **options: Any) -> Attribution:
+        """The one way a task gets maps: `method` with the run's settings (the sanity check's counts when asked) and
+        seed (default --seed). With no images, the selected images for their targets (computed once, kept in memory)."""
         if images is None:
             if method not in self.maps:
                 extra = {"extra_labels": self.preds()} if method == "lime" else {}
@@ -153,7 +156,8 @@ class RunContext:
         if method == "gradcam":
             opts["layer"] = self.gradcam_layer()
         return explain.attribute(self.model if model is None else model, images, targets, method,
-                                 batch_size=self.settings[m.batch_key], seed=self.seed, keys=keys,
+                                 batch_size=self.settings[m.batch_key], keys=keys,
+                                 seed=self.seed if seed is None else seed,
                                  precision=self.precision, progress=progress, **(opts | options))
 
     def method_names(self) -> list[str]:
@@ -189,7 +193,9 @@ class RunContext:
     def probs(self) -> np.ndarray:
         """Softmax probabilities of the selected images (computed once, shared by every task)."""
         if "probs" not in self.cache:
-            self.cache["probs"] = self.predict(self.images)
+            probs = self.predict(self.images)
+            check_finite(self.model, self.images, probs, self.files, self.device)
+            self.cache["probs"] = probs
         return self.cache["probs"]
 
     def preds(self) -> np.ndarray:
@@ -206,7 +212,7 @@ class RunContext:
             if how == "true" and (self.labels < 0).any():
                 raise UserError("--target true: some selected images have no label (name them <label>_<n>.jpg)")
             return np.where(self.labels >= 0, self.labels, preds)
-        cls = int(how)
+        cls = int(how)   # check_options: a class id
         if not 0 <= cls < self.num_classes:
             raise UserError(f"--target {cls} out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
         return np.full(len(self.indices), cls)
@@ -254,6 +260,11 @@ class RunContext:
                                              self.settings["eval_batch_size"], self.cv2_mode,
                                              self.settings["loader_workers"], self.resize, bf16)
             labels = np.array([-1 if lb is None else lb for lb in images.labels])
+            bad = np.flatnonzero(~np.isfinite(probs).all(1))
+            if len(bad):
+                check_finite(self.model, dataset.load_batch(images, [int(bad[0])], self.input_size, self.cv2_mode,
+                                                            self.resize)[0], probs[bad[:1]],
+                             [f"{name}/{images.files[bad[0]]}"], self.device)
             self.cache[key] = {"images": images, "files": images.files, "labels": labels, "probs": probs,
                                "rechecked": rechecked}
         return self.cache[key]
@@ -261,8 +272,10 @@ class RunContext:
     def eval_problem(self) -> str | None:
         """Why --eval-split cannot serve the whole-split tasks (not a labelled Food-11 split), or None when it can."""
         split = self.opts.eval_split
-        if not dataset.is_food11(self.data) or not (self.data / split).is_dir():
-            return f"{self.data} is not a Food-11 tree with a {split}/ folder"
+        if not dataset.is_food11(self.data):
+            return f"{self.data} is not a Food-11 tree (training/, validation/, testing/)"
+        if not (self.data / split).is_dir():
+            return f"{self.data} has no {split}/ folder (--eval-split)"
         if not self.split(split).labelled:
             return f"{split}/ images carry no labels (<label>_<n>.jpg names)"
         return None
@@ -358,16 +371,138 @@ def pick_device(name: str | None) -> torch.device:
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
-    """Parse '0.5,0.5,0.5' into three floats."""
+    """Parse '0.5,0.5,0.5' into three finite floats (positive ones for --std)."""
     if text is None:
         return None
     try:
         vals = [float(v) for v in text.replace(" ", ",").split(",") if v]
     except ValueError:
         vals = []
-    if len(vals) != 3:
+    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
         raise UserError(f"{flag} needs three comma-separated numbers, got {text!r}")
+    if flag == "--std" and min(vals) <= 0:
+        raise UserError(f"{flag} {text}: each std must be positive (the model divides by it)")
     return vals
+
+
+# Tasks that read a 4-D (convolutional) layer: Grad-CAM maps (also in the comparison, trust, where and audit),
+# filter visualisation and Deep Dream.
+CONV_TASKS = ("gradcam", "filters", "deepdream", "compare", "trust", "where", "audit")
+# Tasks that read the labelled evaluation split.
+EVAL_TASKS = ("confusion", "lime_classes", "trust", "where", "audit")
+
+
+def _at_least(value: float | None, low: float, flag: str, what: str) -> None:
+    """A numeric flag is None or at least `low` (and finite); else one line naming the flag."""
+    if value is not None and not (math.isfinite(value) and value >= low):
+        raise UserError(f"{flag} {value}: {what}")
+
+
+def check_options(opts: Options, names: list[str]) -> None:
+    """Every flag that needs no model or data, checked before any work (one line naming the flag when wrong)."""
+    _at_least(opts.seed, 0, "--seed", "use a whole number >= 0")
+    _at_least(opts.threads, 1, "--threads", "use at least 1 thread")
+    _at_least(opts.num_classes, 2, "--num-classes", "an explanation compares classes: use at least 2")
+    _at_least(opts.input_size, 8, "--input-size", "use the model's input side in pixels (at least 8)")
+    _at_least(opts.width, 1e-6, "--width", "use a positive channel width multiplier, e.g. 0.25 or 1")
+    target = opts.target
+    if target is not None and target not in ("pred", "true") and not target.isdigit():
+        raise UserError(f"--target {target!r}: use pred, true or a class id (0, 1, ...)")
+    for flag, split in (("--split", opts.split), ("--eval-split", opts.eval_split)):
+        if split is not None and split not in dataset.SPLITS:
+            raise UserError(f"{flag} {split!r}: use one of {', '.join(dataset.SPLITS)} (the folders of a Food-11 tree)")
+    _floats(opts.mean, "--mean")
+    _floats(opts.std, "--std")
+    settings_mod.resolve("cpu", opts.full, list(opts.set), trust_full=opts.trust == "full")
+    if "train" in names:
+        _at_least(opts.epochs, 1, "--epochs", "train for at least 1 epoch")
+        _at_least(opts.batch_size, 1, "--batch-size", "use at least 1 image a batch")
+        _at_least(opts.limit, 1, "--limit", "keep at least 1 image per class")
+        _at_least(opts.lr, 1e-12, "--lr", "use a positive learning rate")
+        _at_least(opts.noise, 0, "--noise", "use a noise std >= 0")
+    if opts.data is not None:
+        check_out_not_read(Path(opts.out), Path(opts.data), opts)
+
+
+def check_out_not_read(out: Path, data: Path, opts: Options) -> None:
+    """--out must not be a folder whose images the run reads: the next run would explain this run's figures."""
+    read = [data]
+    if dataset.is_food11(data):
+        read += [data / (opts.split or "training"), data / opts.eval_split]
+    target = out.resolve()
+    hit = next((d for d in read if d.resolve() == target), None)
+    if hit is not None:
+        raise UserError(f"--out {out}: this run reads images from {hit} (--data {data}), so the next run would "
+                        f"explain these figures; write them to another folder")
+
+
+def check_finite(model: nn.Module, images: torch.Tensor, probs: np.ndarray, files: list[str],
+                 device: torch.device) -> None:
+    """Stop with one line when the model's output for an image is NaN or infinite, naming the image and where it
+    first went non-finite (the normalised input, a layer, or the output)."""
+    bad = np.flatnonzero(~np.isfinite(probs).all(1))
+    if not len(bad):
+        return
+    i = int(bad[0])
+    where = first_nonfinite(model, images[i:i + 1].to(device))
+    raise UserError(f"the model's output for {files[i]} is not finite (NaN or inf), first at {where}: a diverged "
+                    f"checkpoint, or a --std/--mean that divides by zero; {len(bad)} of {len(files)} images affected")
+
+
+def first_nonfinite(model: Preprocess, x: torch.Tensor) -> str:
+    """Where a forward pass first produces NaN or inf: 'the normalised input', 'layer NAME' or 'the output'."""
+    if not torch.isfinite((x - model.mean) / model.std).all():
+        return "the normalised input (--std / --mean or the model's meta)"
+    found: list[str] = []
+    handles = []
+    for name, mod in model.net.named_modules():
+        def hook(m: nn.Module, inp: Any, out: Any, name: str = name) -> None:
+            if not found and isinstance(out, torch.Tensor) and not torch.isfinite(out).all():
+                found.append(name)
+        if name and not list(mod.children()):
+            handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return f"layer {found[0]}" if found else "the output (logits)"
+
+
+def validate(ctx: RunContext, names: list[str]) -> None:
+    """The checks that need the model and the images, all before the first task: layer names and kinds, filters,
+    classes, the target, labels against the class count, and finite model outputs."""
+    import filter_vis
+    from hooks import Tap
+
+    layers = [filter_vis.resolve_layer(ctx.net, name) for name in ctx.opts.layer]
+    needs_conv = [t for t in names if t in CONV_TASKS]
+    if layers and needs_conv:
+        conv = ctx.conv_layers()
+        for given, name in zip(ctx.opts.layer, layers):
+            if name not in conv:
+                raise UserError(f"--layer {given}: its output is not a feature map (N x C x H x W), which "
+                                f"{needs_conv[0]} needs; layers with one: {', '.join(conv) or 'none'}")
+    if ctx.opts.filters and "filters" in names and ctx.layer_problem("filters") is None:
+        for name in layers or [filter_vis.default_layer(ctx.arch, ctx.net, ctx.conv_layers())]:
+            with torch.no_grad(), Tap(ctx.layer(name), stop=True) as tap:
+                channels = tap.run(ctx.model, ctx.images[:1].to(ctx.device)).shape[1]
+            filter_vis.parse_filters(ctx.opts.filters, channels, 1)
+    if ctx.opts.classes:
+        settings_mod.parse_ids(ctx.opts.classes, "--classes", ctx.num_classes,
+                               f"the model has {ctx.num_classes} classes")
+    ctx.targets()   # the target's range, and the selected images' outputs are finite
+    if any(t in EVAL_TASKS for t in names) and ctx.eval_problem() is None:
+        check_labels(ctx.split(ctx.opts.eval_split), ctx.num_classes)
+
+
+def check_labels(images: dataset.ImageSet, num_classes: int) -> None:
+    """Every label read from a file name is a class of the model."""
+    for name, label in zip(images.files, images.labels):
+        if label is not None and label >= num_classes:
+            raise UserError(f"image {images.name}/{name} has label {label} but the model has {num_classes} classes "
+                            f"(labels 0..{num_classes - 1})")
 
 
 def check_out_dir(out: Path) -> None:
@@ -403,6 +538,12 @@ def build(opts: Options) -> RunContext:
         if isinstance(state, nn.Module):
             net, state = state, None
     arch = opts.arch or meta.get("arch") or "hw3"
+    if not opts.arch and is_file_spec(arch) and not opts.trust_checkpoint_code:
+        raise UserError(f"checkpoint {ckpt} names the model file {arch.rsplit(':', 1)[0]} ({arch}); code runs only "
+                        f"when you name it: pass --arch {arch}, or --trust-checkpoint-code if you trust that file")
+    if arch in KNOWN_ARCHS and (opts.input_size or 128) < 32:
+        raise UserError(f"--input-size {opts.input_size}: {arch} pools the image 5 times by 2, so use at least 32 "
+                        f"pixels (its checkpoints are trained at 128)")
     arch_opts = dict(meta.get("arch_options", {})) if arch == meta.get("arch") else {}
     if opts.width is not None:
         arch_opts["width"] = opts.width
@@ -441,6 +582,9 @@ def build(opts: Options) -> RunContext:
     # batch 8, forward+backward 91 vs 101 ms at batch 4); inputs stay NCHW, the convolutions pick the format.
     model = Preprocess(net, mean, std, bgr).to(device).eval().to(memory_format=torch.channels_last)
     num_classes = output_classes(model, input_size, device)
+    if num_classes < 2:
+        raise UserError(f"the model returns {num_classes} logit per image: explanations compare classes, so the "
+                        f"model needs at least 2 outputs")
     class_names = names_file or meta.get("class_names")
     if class_names is None:
         class_names = list(dataset.CLASS_NAMES) if num_classes == 11 else [f"class {i}" for i in range(num_classes)]
@@ -460,8 +604,7 @@ def build(opts: Options) -> RunContext:
     indices = dataset.select(imageset, list(opts.images) if opts.images else None, plain=not food11)
     images, masks = dataset.load_batch(imageset, indices, input_size, cv2_mode, resize)
     labels = np.array([-1 if imageset.labels[i] is None else imageset.labels[i] for i in indices])
-    if (labels >= num_classes).any():
-        raise UserError(f"image labels go up to {labels.max()} but the model has {num_classes} classes")
+    check_labels(dataset.ImageSet(imageset.name, [imageset.paths[i] for i in indices], list(labels)), num_classes)
     return RunContext(opts=opts, model=model, device=device, arch=arch, input_size=input_size,
                       class_names=class_names, data=data, demo=use_demo, imageset=imageset, indices=indices,
                       images=images, labels=labels, masks=masks, out=out, seed=opts.seed, settings=run_settings,

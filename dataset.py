@@ -85,7 +85,7 @@ def open_split(data: str | Path, split: str) -> ImageSet:
     if root.is_file():
         if root.suffix.lower() not in IMAGE_EXTS:
             raise UserError(f"not an image file: {root}")
-        return ImageSet(root.name, [root], [parse_label(root.name)])
+        return ImageSet(root.name, [root], [None])   # labels come from names only inside a Food-11 tree
     if is_food11(root):
         folder = root / split
         if not folder.is_dir():
@@ -93,7 +93,7 @@ def open_split(data: str | Path, split: str) -> ImageSet:
             raise UserError(f"{root} has no {split}/ folder (it has: {have})")
         mask_dir = root / "masks" / split
         mask_dir = mask_dir if mask_dir.is_dir() else None
-    else:
+    else:   # a plain folder: phone names like 20240612_101500.jpg are not labels
         folder, mask_dir = root, None
     try:
         names = list_images(folder)
@@ -102,17 +102,20 @@ def open_split(data: str | Path, split: str) -> ImageSet:
     if not names:
         raise UserError(f"no images in {folder}")
     return ImageSet(split if folder != root else root.name, [folder / n for n in names],
-                    [parse_label(n) for n in names], mask_dir)
+                    [parse_label(n) if folder != root else None for n in names], mask_dir)
 
 
 def select(images: ImageSet, spec: list[str] | None, default_indices: tuple[int, ...] = (83, 4218, 4707, 8598),
            plain: bool = False) -> list[int]:
-    """Indices chosen by `--images` (indices, file names or `all`) or by the default rule.
+    """Indices chosen by `--images` (indices, file names or `all`; an item that is not a file name is split at its
+    commas) or by the default rule.
 
     Default: for a plain folder (plain=True) its first PLAIN_DEFAULT images; for a Food-11 split the course's
     four when they all exist, else the first image of each of the first four classes, else the first four files.
     """
-    if spec and "all" in spec:
+    spec = [p.strip() for item in spec or [] for p in ([item] if item in images.files else item.split(","))
+            if p.strip()]
+    if "all" in spec:
         return list(range(len(images)))
     if spec:
         out = []
@@ -197,6 +200,7 @@ def load_image(path: Path, size: int, cv2_mode: bool = False, resize: Resize = S
     if cv2_mode:
         import cv2
 
+        check_complete(path)   # OpenCV decodes a truncated JPEG with only a warning
         arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if arr is None:
             raise UserError(f"cannot read image {path}: not a readable image file")
@@ -224,6 +228,16 @@ def load_image(path: Path, size: int, cv2_mode: bool = False, resize: Resize = S
         raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                         ) from None
     return arr
+
+
+def check_complete(path: Path) -> None:
+    """A one-line UserError when PIL cannot decode the whole file (truncated or corrupt)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                        ) from None
 
 
 def load_mask(path: Path, size: int, resize: Resize = STRETCH) -> np.ndarray:

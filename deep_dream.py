@@ -230,6 +230,8 @@ def task_deepdream(ctx) -> DeepDreamResult:
             b, a = r["before"][i], r["after"][i]
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
             draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
+    for ax in axes.flat:
+        ax.title.set_fontsize(7)
     draw.layout(fig)
     return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], precision=ctx.precision, objective=spec,
                            images=list(ctx.files),
@@ -262,7 +264,8 @@ def task_classviz(ctx) -> ClassModelsResult:
     for k, (c, ax) in enumerate(zip(classes, axes.flat)):
         top = int(probs[k].argmax())
         note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[k, top]:.2f})"
-        draw.show_image(ax, images[k], f"{ctx.class_names[c]}\np = {reached[k]:.3f}{note}")
+        draw.show_image(ax, images[k], f"{draw.readable(ctx.class_names[c])}\np = {reached[k]:.3f}{note}")
+        ax.title.set_fontsize(7)
     draw.layout(fig)
     return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")], precision=ctx.precision,
                              reached={ctx.class_names[c]: float(p) for c, p in zip(classes, reached)})

@@ -16,12 +16,14 @@ distractor shapes. The object's mask is `masks/<split>/<name>.png`. The data pla
   mask is `masks_mark/<split>/<name>.png`, written only for the images that carry it.
 
 Outside the object and the stamp nothing carries label information. `truth.csv` in the tree lists every
-image's label, stamp, object contrast and pair blend.
+image's label, stamp, object contrast and pair blend; `classes.json` beside it describes each class's look, the
+pairs and the stamp in words.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -64,6 +66,16 @@ SHORTCUT_CLASS = 9
 MARK_RATE = {"training": (0.85, 0.04), "validation": (0.2, 0.2), "testing": (0.2, 0.2)}  # (shortcut class, others)
 FAINT_RATE = (0.45, 0.04)        # share of images whose object is faint: (shortcut class, others)
 FAINT_CONTRAST = (0.06, 0.2)     # a faint object's opacity over the clutter
+# Words for the looks above, for the description of each class written beside truth.csv (LOOKS_FILE).
+SHAPE_WORDS = {"square": "square", "triangle": "triangle", "ellipse": "ellipse", "hexagon": "hexagon",
+               "diamond": "diamond", "halfdisc": "half disc", "leaf": "leaf"}
+MORPH_WORDS = ("round disc", "long 3:1 oval")        # the shape pair's two ends
+TEXTURE_WORDS = {"smooth": "plain", "stripes": "striped", "rings": "ringed", "waves": "wavy", "checker": "checkered"}
+COLOUR_WORDS = {(214, 150, 60): "golden-brown", (236, 236, 222): "off-white", (232, 100, 170): "pink",
+                (250, 214, 40): "yellow", (170, 60, 60): "dark red", (236, 226, 150): "pale yellow",
+                (120, 70, 30): "dark brown", (40, 170, 50): "green"}
+STAMP_LOOK = "a small blue square with a white centre (12% of the image's short side) on the background"
+LOOKS_FILE = "classes.json"
 COUNTS = {"training": (100, 124), "validation": (44, 56)}  # per-class count range (uneven, like Food-11)
 N_TESTING = 88
 
@@ -321,13 +333,41 @@ def generate(root: Path, seed: int = SEED) -> None:
         out.writerow(["split", "name", "label", "mark", "contrast", "blend"])
         for it in items:
             out.writerow([it.split, it.name, it.label, int(it.mark), f"{it.contrast:.4f}", f"{it.blend:.4f}"])
+    write_looks(root)
     (root / "VERSION").write_text(GENERATOR_VERSION + "\n")
+
+
+def looks() -> dict:
+    """Each class's look, the confusable pairs and the stamp, in words, from the generator's own definitions."""
+    classes = []
+    for label, (kind, rgb, texture) in enumerate(CLASS_STYLE):
+        pair = _pair_of(label)
+        shape = MORPH_WORDS[int(label == pair[1])] if kind == "morph" else SHAPE_WORDS[kind]
+        partner = (pair[1] if label == pair[0] else pair[0]) if pair else None
+        classes.append({"label": label, "name": CLASS_NAMES[label],
+                        "look": f"{TEXTURE_WORDS[texture]} {COLOUR_WORDS[rgb]} {shape}",
+                        "partner": None if partner is None else CLASS_NAMES[partner],
+                        "differs_in": pair[2] if pair else None})
+    stamp = {"look": STAMP_LOOK, "class": CLASS_NAMES[SHORTCUT_CLASS],
+             "rates": {split: {"class": a, "others": b} for split, (a, b) in MARK_RATE.items()}}
+    return {"classes": classes, "pairs": [[CLASS_NAMES[a], CLASS_NAMES[b], what] for a, b, what in PAIRS],
+            "lookalike_share": PAIR_LOOKALIKE, "stamp": stamp, "faint_share": {"class": FAINT_RATE[0],
+                                                                               "others": FAINT_RATE[1]}}
+
+
+def write_looks(root: Path) -> Path:
+    """Write LOOKS_FILE (looks()) into the demo tree beside truth.csv."""
+    path = Path(root) / LOOKS_FILE
+    path.write_text(json.dumps(looks(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def ensure_demo_data(root: Path = DEMO_DIR) -> Path:
     """The demo tree, generated on first use (into a temporary folder, then renamed into place)."""
     stamp = root / "VERSION"
     if stamp.is_file() and stamp.read_text().strip() == GENERATOR_VERSION:
+        if not (root / LOOKS_FILE).is_file():     # a tree generated before the looks were written
+            write_looks(root)
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))

@@ -5,10 +5,12 @@ writes byte-identical PNGs. Images are RGB float arrays in [0,1] (HxWx3) or tens
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,6 +28,34 @@ STYLE = {
     "svg.hashsalt": "hw5",
     "path.simplify": False,
 }
+# Inches a figure may take: the report prints it at A4's text width (7.09 in) and at most about 9.2 in tall, so
+# text drawn at 6 pt or more stays at least 6 pt on paper.
+PAGE = (7.0, 9.0)
+# Fonts with CJK glyphs, tried in this order as DejaVu Sans's fallback; with none installed, readable() escapes them.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Droid Sans Fallback", "AR PL UMing CN")
+
+
+def _cjk_font() -> str | None:
+    """The first installed font of CJK_FONTS, or None."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in have), None)
+
+
+CJK_FONT = _cjk_font()
+if CJK_FONT:
+    STYLE["font.family"] = ["DejaVu Sans", CJK_FONT]
+
+
+def readable(text: str) -> str:
+    """Text as a title can draw it: as given with a CJK font installed, else CJK characters as \\uXXXX escapes."""
+    if CJK_FONT:
+        return text
+    return "".join(c if ord(c) < 0x2E80 else c.encode("unicode_escape").decode() for c in text)
+
+
 HEAT_CMAP = "inferno"      # unsigned maps (magnitudes)
 SIGNED_CMAP = "RdBu_r"     # signed maps: red = evidence for, blue = against
 
@@ -42,15 +72,17 @@ def as_hwc(img: Any) -> np.ndarray:
 
 def figure(nrows: int, ncols: int, cell: tuple[float, float] = (2.3, 2.3), title: str | None = None,
            extra_width: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
-    """A figure with a 2-D array of axes (always 2-D), fixed style, ticks off."""
+    """A figure with a 2-D array of axes (always 2-D), fixed style, ticks off; the grid shrinks to fit A4 (PAGE)."""
+    width, height = cell[0] * ncols + extra_width, cell[1] * nrows + 0.6
+    fit = min(1.0, PAGE[0] / width, (PAGE[1] - 0.6) / (height - 0.6))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(cell[0] * ncols + extra_width, cell[1] * nrows + 0.6),
-                                 squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * fit, (height - 0.6) * fit + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=STYLE["figure.titlesize"])
+    if title:   # wrapped to the figure's width (about 12 characters an inch at the title size)
+        lines = [textwrap.fill(line, int(12 * fig.get_figwidth())) for line in title.split("\n")]
+        fig.suptitle("\n".join(lines), fontsize=STYLE["figure.titlesize"])
     return fig, axes
 
 
@@ -68,10 +100,20 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     meta = {"Software": None} if fmt == "png" else {"CreationDate": None, "Creator": None, "Producer": None}
+    if fmt == "png":     # the report reads it to print the smallest text at 6 pt or more
+        meta["MinFontPt"] = f"{min_font_pt(fig):g}"
     with plt.rc_context(STYLE), atomic(path) as tmp:
         fig.savefig(tmp, format=fmt, metadata=meta)
     plt.close(fig)
     return path
+
+
+def min_font_pt(fig: plt.Figure) -> float:
+    """The smallest size in points of any visible, non-empty text the figure draws (0 when it has none)."""
+    fig.canvas.draw()
+    sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_window_extent().width > 0]
+    return float(min(sizes)) if sizes else 0.0
 
 
 def show_image(ax: plt.Axes, img: Any, title: str | None = None) -> None:
@@ -131,18 +173,25 @@ def show_overlay(ax: plt.Axes, img: Any, m: np.ndarray, signed: bool = False, ti
 
 def colorbar(fig: plt.Figure, im: matplotlib.image.AxesImage, ax: Any, label: str) -> None:
     """A slim colour bar with a label (ax may be one axes or a list to share)."""
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, format=matplotlib.ticker.FuncFormatter(tick_text))
+    cb.locator = matplotlib.ticker.MaxNLocator(4)
+    cb.update_ticks()
     cb.set_label(label, fontsize=7)
     cb.ax.tick_params(labelsize=6)
 
 
+def tick_text(value: float, _pos: Any = None) -> str:
+    """A colour-bar tick with its own exponent ('2e-05'), so no shared scale factor floats over the panel."""
+    return "0" if value == 0 else f"{value:.2g}"
+
+
 def caption(file: str, class_names: Sequence[str], target: int | None, pred: int | None,
             prob: float | None = None, true: int | None = None) -> str:
-    """Panel title: file, true class and predicted class with its probability."""
+    """Panel title: file, true class ("?" when unknown, -1) and predicted class with its probability."""
     def name(c: int | None) -> str:
-        return "?" if c is None or c < 0 else (class_names[c] if c < len(class_names) else str(c))
-    lines = [file]
-    if true is not None and true >= 0:
+        return "?" if c is None or c < 0 else readable(class_names[c] if c < len(class_names) else str(c))
+    lines = [readable(file)]
+    if true is not None:
         lines.append(f"true: {name(true)}")
     if pred is not None and pred >= 0:
         lines.append(f"pred: {name(pred)}" + (f" ({prob:.2f})" if prob is not None else ""))
@@ -154,13 +203,29 @@ def caption(file: str, class_names: Sequence[str], target: int | None, pred: int
 def attribution_grid(images: Any, maps: np.ndarray, captions: Sequence[str], title: str, path: str | Path,
                      signed: bool = False, unit: str = "attribution", per_row_note: Sequence[str] | None = None
                      ) -> Path:
-    """Rows = images; columns = original, heatmap (with colour bar, raw units), overlay."""
+    """Per image: original, heatmap (with colour bar, raw units) and overlay; two images side by side per row."""
     n = len(maps)
-    fig, axes = figure(n, 3, cell=(2.4, 2.45), title=title, extra_width=0.6)
-    for i in range(n):
-        show_image(axes[i, 0], images[i], captions[i])
-        im = show_map(axes[i, 1], maps[i], signed, title="map" + (f"\n{per_row_note[i]}" if per_row_note else ""))
-        colorbar(fig, im, axes[i, 1], unit)
-        show_overlay(axes[i, 2], images[i], maps[i], signed, title="overlay")
-    layout(fig)
+    per = 2 if n > 1 else 1
+    rows = -(-n // per)
+    fig, axes = figure(rows, 3 * per, cell=(1.15, 1.55 + 0.1 * title.count("\n")),
+                       title=f"{title}\ncolour bars: {unit}; columns: image, map, overlay")
+    h = fig.get_figheight()
+    head = 0.3 + 0.19 * (fig.get_suptitle().count("\n") + 1)      # inches for the title and the first captions
+    fig.subplots_adjust(left=0.06, right=0.97, bottom=(0.4 if per_row_note else 0.08) / h, top=1 - (head + 0.45) / h,
+                        wspace=0.3, hspace=0.8)
+    for k in range(rows * per):
+        row, col = divmod(k, per)
+        ax = axes[row, 3 * col:3 * col + 3]
+        if k >= n:
+            for a in ax:
+                a.axis("off")
+            continue
+        show_image(ax[0], images[k], captions[k])
+        im = show_map(ax[1], maps[k], signed)       # untitled, so the image's caption may reach over it
+        if per_row_note:
+            ax[1].set_xlabel(per_row_note[k].replace(", ", "\n"), fontsize=7, labelpad=2)
+        colorbar(fig, im, ax[1], "")
+        show_overlay(ax[2], images[k], maps[k], signed, title="overlay")
+    for a in axes.flat:
+        a.title.set_fontsize(7)
     return save(fig, path)

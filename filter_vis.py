@@ -300,24 +300,37 @@ def draw_activation_figure(images: torch.Tensor, maps: np.ndarray, captions: Seq
     import draw
 
     n, nf = len(images), len(filters)
-    fig, axes = draw.figure(nf + 1, n + 1, cell=(2.1, 1.95), title=title, extra_width=0.9)
-    axes[0, 0].axis("off")
-    axes[0, 0].text(0.5, 0.5, "left column:\nthe filter's\noptimised image\n(robust)", ha="center", va="center",
-                    transform=axes[0, 0].transAxes)
-    for i in range(n):
-        draw.show_image(axes[0, i + 1], images[i], captions[i])
-    for r in range(nf):
-        row = axes[r + 1]
+    per = 2 if nf > 1 else 1                  # two filters side by side, so the grid fits an A4 page
+    rows = -(-nf // per)
+    fig, grid = draw.figure(rows + 1, per * (n + 1) + per - 1, cell=(0.78, 0.95),
+                            title=title + "\nleft of each row: the filter's optimised image (robust)")
+    for a in grid[:, n + 1::n + 2].flat:      # a spacer column between the blocks, for the colour bars
+        a.axis("off")
+    axes = np.delete(grid, np.s_[n + 1::n + 2], axis=1)
+    for b in range(per):
+        axes[0, b * (n + 1)].axis("off")
+        for i in range(n):
+            draw.show_image(axes[0, b * (n + 1) + i + 1], images[i], captions[i].split("\n")[0])
+    for r in range(rows * per):
+        row = axes[1 + r // per, (r % per) * (n + 1):(r % per + 1) * (n + 1)]
+        if r >= nf:
+            for a in row:
+                a.axis("off")
+            continue
         draw.show_image(row[0], filter_images[r])
-        row[0].set_ylabel(f"{layer_label} #{filters[r]}")
+        row[0].set_ylabel(f"{layer_label} #{filters[r]}", fontsize=7)
         vrange = (0.0, float(maps[:, r].max()) or 1.0) if maps[:, r].min() >= 0 else \
             draw.display_range(maps[:, r], signed=True, pct=100)
         for i in range(n):
             draw.show_map(row[i + 1], maps[i, r], vrange=vrange, signed=maps[:, r].min() < 0,
-                          title=f"mean {maps[i, r].mean():.3g}")
-    draw.layout(fig, top=0.7)  # room for the two-line suptitle
+                          title=f"mean {maps[i, r].mean():.2g}")
+    for a in axes.flat:
+        a.title.set_fontsize(6.5)
+    h = fig.get_figheight()
+    fig.subplots_adjust(left=0.03, right=0.95, top=1 - 0.95 / h, bottom=0.02, wspace=0.12, hspace=0.5)
     for r in range(nf):  # after the layout, so each bar takes its room from its own row
-        draw.colorbar(fig, axes[r + 1, n].images[0], list(axes[r + 1, 1:]), "activation")
+        row = axes[1 + r // per, (r % per) * (n + 1):(r % per + 1) * (n + 1)]
+        draw.colorbar(fig, row[n].images[0], list(row[1:]), "")
     return draw.save(fig, path)
 
 

@@ -14,8 +14,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [ -n "${PYTHON:-}" ]; then py="$PYTHON"
 elif [ -x "$here/.venv/bin/python" ]; then py="$here/.venv/bin/python"
 else py="$(command -v python3 || command -v python)"; fi
+# Split HW5_ARGS at spaces only: no glob expansion (HW5_ARGS="--images *" passes the * to main.py).
+set -f
 # shellcheck disable=SC2206
 extra=(${HW5_ARGS:-})
+set +f
 
 if [ $# -eq 0 ]; then
   exec "$py" "$here/main.py" --out ./output "${extra[@]}"
@@ -26,8 +29,8 @@ if [ $# -ne 2 ]; then
 fi
 food_dir="$1"
 out_dir="$2"
-if [ ! -d "$food_dir" ]; then
-  echo "hw5.sh: data folder not found: $food_dir" >&2
+if [ ! -e "$food_dir" ]; then
+  echo "hw5.sh: data not found (a Food-11 folder, a folder of images or one image): $food_dir" >&2
   exit 2
 fi
 
@@ -63,7 +66,11 @@ want="${HW5_CHECKPOINT_SHA256:-$CHECKPOINT_SHA256}"
 if [ -n "$want" ]; then
   got="$("$py" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$ckpt")"
   if [ "$got" != "$want" ]; then
-    echo "hw5.sh: checkpoint $ckpt has sha256 $got, expected $want: delete it and rerun" >&2
+    if [ -n "${HW5_CHECKPOINT:-}" ]; then
+      echo "hw5.sh: HW5_CHECKPOINT=$ckpt has sha256 $got, expected $want: check the file, or the sha256 you set" >&2
+    else
+      echo "hw5.sh: downloaded checkpoint $ckpt has sha256 $got, expected $want: delete it and rerun" >&2
+    fi
     exit 2
   fi
 fi

@@ -166,6 +166,15 @@ def highlight(image: np.ndarray, segments: np.ndarray, ids: np.ndarray, color: t
     return mark_boundaries(out, np.where(sel, segments + 1, 0), color=color)
 
 
+def show_lime(ax, exp: ImageExplanation, label: int) -> None:
+    """The course overlay of one class, or a note when every superpixel weight is 0 (there is nothing to show)."""
+    if not np.any(superpixel_weights(exp, label)):
+        ax.imshow(np.full(exp.segments.shape + (3,), 0.92, np.float32))
+        ax.text(0.5, 0.5, "every LIME\nweight is 0", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+        return
+    ax.imshow(course_overlay(exp, label))
+
+
 def _cls(names: Sequence[str], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
@@ -180,17 +189,19 @@ def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions
     fig, axes = draw.figure(n, 3 if extra else 2, cell=(2.6, 2.9), title=title)
     for i, e in enumerate(exps):
         draw.show_image(axes[i, 0], images[i], captions[i])
-        axes[i, 1].imshow(course_overlay(e, targets[i]))
+        show_lime(axes[i, 1], e, targets[i])
         axes[i, 1].set_title(f"LIME for {_cls(names, targets[i])}\n(explained class)")
         if extra:
             if preds[i] != targets[i]:
-                axes[i, 2].imshow(course_overlay(e, preds[i]))
+                show_lime(axes[i, 2], e, preds[i])
                 axes[i, 2].set_title(f"LIME for {_cls(names, preds[i])}\n(predicted class)")
             else:
                 axes[i, 2].axis("off")
                 axes[i, 2].text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
     fig.text(0.5, 0.005, f"green = superpixel supports the class, red = against\nthe {COURSE_FEATURES} strongest with "
              f"|weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest", ha="center", va="bottom", fontsize=7)
+    for a in axes.flat:
+        a.title.set_fontsize(7)
     draw.layout(fig, top=0.45, bottom=0.03 * fig.get_figheight())
     return draw.save(fig, path)
 
@@ -219,14 +230,20 @@ def draw_details(images: torch.Tensor, exps: Sequence[ImageExplanation], caption
                 continue
             for ax, sign, color, word in ((ax_pos, 1, (0, 1, 0), "for"), (ax_neg, -1, (1, 0, 0), "against")):
                 ids = top_superpixels(e, c, sign)
-                ax.imshow(highlight(img, e.segments, ids, color))
-                ax.set_title(f"{_cls(names, c)} ({role}):\ntop {len(ids)} {word}")
+                if np.any(superpixel_weights(e, c)):
+                    ax.imshow(highlight(img, e.segments, ids, color))
+                    ax.set_title(f"{_cls(names, c)}\n({role}): top {len(ids)} {word}")
+                else:
+                    show_lime(ax, e, c)
+                    ax.set_title(f"{_cls(names, c)} ({role})")
         w = superpixel_weights(e, targets[i])
         ax = axes[i, ncols - 1]
         im = draw.show_map(ax, w[e.segments], signed=True, title=f"weights for\n{_cls(names, targets[i])}")
         edge = find_boundaries(e.segments)
         ax.imshow(np.dstack([np.zeros(edge.shape + (3,)), edge * 0.35]).astype(np.float32))
         draw.colorbar(fig, im, ax, "LIME weight (probability)")
+    for a in axes.flat:
+        a.title.set_fontsize(7)
     draw.layout(fig, top=0.3)
     return draw.save(fig, path)
 
@@ -277,12 +294,26 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path,
     any_wrong = any(row["wrong"] is not None for row in rows)
     if not any_wrong:
         title += "\n(no class has a misclassified image)"
-    fig, axes = draw.figure(len(rows), 5 if any_wrong else 2, cell=(2.3, 2.75), title=title, extra_width=1.0)
+    width = 5 if any_wrong else 2
+    per = 2 if len(rows) > 1 else 1          # two classes side by side, so the grid fits an A4 page
+    grid = -(-len(rows) // per)
+    fig, grid_axes = draw.figure(grid, per * width + per - 1, cell=(0.68, 0.98), title=title, extra_width=0.8)
+    for a in grid_axes[:, width::width + 1].flat:    # a spacer column before each further block, for its labels
+        a.axis("off")
+    axes = np.delete(grid_axes, np.s_[width::width + 1], axis=1)
+    heads = ["correct", "LIME\n(true)", "wrong", "LIME\n(predicted)", "LIME\n(true)"][:width]
+    for k in range(grid * per):
+        block = axes[k // per, (k % per) * width:(k % per + 1) * width]
+        for a, head in zip(block, heads):
+            if k < per:
+                a.set_title(head, fontsize=7)
+            if k >= len(rows):
+                a.axis("off")
     for r, row in enumerate(rows):
-        ax = axes[r]
+        ax = axes[r // per, (r % per) * width:(r % per + 1) * width]
         acc = "-" if np.isnan(row["accuracy"]) else f"{row['accuracy']:.2f}"
         conf = _cls(names, row["confused"]) if row["confused"] >= 0 else "none"
-        ax[0].set_ylabel(f"{names[row['cls']]}\naccuracy {acc}\nmost confused\nwith: {conf}", fontsize=9)
+        ax[0].set_ylabel(f"{names[row['cls']]}\nacc. {acc}\nvs {conf}", fontsize=6.5)
         for key, panels in (("correct", ax[0:2]), ("wrong", ax[2:5])):
             ex = row[key]
             if not len(panels):
@@ -290,13 +321,15 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path,
             if ex is None:
                 for a in panels:
                     a.set_frame_on(False)
-                panels[0].text(0.5, 0.5, f"no {key}ly classified\nimage of this class", ha="center", va="center",
+                panels[0].text(0.5, 0.5, f"no {key}\nimage", ha="center", va="center", fontsize=6.5,
                                transform=panels[0].transAxes)
                 continue
-            draw.show_image(panels[0], ex["image"], ex["caption"])
+            draw.show_image(panels[0], ex["image"])
+            file = ex["caption"].split("\n")[0]
+            panels[0].set_xlabel(file if key == "correct" else f"{file}\ncalled {_cls(names, ex['pred'])}",
+                                 fontsize=6, labelpad=1)
             for a, c in zip(panels[1:], [ex["pred"], ex["true"]]):   # a correct image has only the first
-                a.imshow(course_overlay(ex["exp"], c))
-                a.set_title(f"LIME for {_cls(names, c)}\n({'predicted' if c == ex['pred'] else 'true'} class)")
+                show_lime(a, ex["exp"], c)
     fig.text(0.5, 0.003, f"green = superpixel supports the class, red = against (the {COURSE_FEATURES} strongest "
              f"with |weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest)", ha="center", va="bottom", fontsize=7)
     table = 0.0
@@ -307,7 +340,9 @@ def draw_classes(rows: list[dict], names: Sequence[str], title: str, path: Path,
         table = 0.16 * len(lines) + 0.1
         fig.text(0.01, 0.15 / fig.get_figheight(), "\n".join(lines), ha="left", va="bottom", fontsize=7,
                  family="monospace")
-    draw.layout(fig, top=0.5, bottom=0.01 * fig.get_figheight() + table)
+    h = fig.get_figheight()
+    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.995, top=1 - 0.85 / h, bottom=(0.45 + table) / h,
+                        wspace=0.08, hspace=0.55)
     return draw.save(fig, path)
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
-
-import tasks
-from errors import ExplainInputError, Skipped, UserError
+from typing import Any, NoReturn
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -20,9 +20,20 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (a UserError), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        from errors import UserError
+
+        raise UserError(f"{message} (python main.py --help lists the options)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(
+    import tasks
+
+    p = _Parser(
         description="Explain what an image CNN has learned (saliency, filters, LIME, Deep Dream, trust metrics).",
         formatter_class=_Help)
     p.add_argument("--task", action="append", metavar="NAME",
@@ -40,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-classes", type=int, help="number of classes (default: number of class names)")
     p.add_argument("--checkpoint", help="model weights (default: the demo checkpoint when --data is not given)")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints holding a whole pickled module")
+    p.add_argument("--trust-checkpoint-code", action="store_true",
+                   help="run the model file a checkpoint's meta names (arch path/to/file.py:callable); without it "
+                        "only a model file named by --arch runs")
     p.add_argument("--allow-random-weights", action="store_true",
                    help="explain an untrained network (an --arch built by name with no checkpoint and no --weights)")
     p.add_argument("--images", action="append", metavar="IDX|FILE|all",
@@ -77,8 +91,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trust", choices=("cheap", "full"), default="cheap",
                    help="trust metrics: cheap (default run) or full (more images incl. the demo's ground-truth subset, finer steps)")
     p.add_argument("--full", action="store_true", help="paper-grade settings (more samples and steps; slower)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="scale sample counts down just enough to fit this many seconds (recorded in run.json)")
+    p.add_argument("--time-budget", type=time_budget, metavar="SECONDS|none",
+                   help="plan the run to this many seconds on the reference 2-core CPU from a cost model of the model "
+                        "(never timed, so every machine computes the same settings): sample counts scaled down just "
+                        "enough, each change printed and recorded in run.json; none: the full settings whatever they "
+                        "cost (default: 480 for the default task list)")
+    p.add_argument("--probe-budget", action="store_true",
+                   help="plan --time-budget from a throughput probe of this machine instead: machine-dependent, so "
+                        "another machine computes other settings and draws other figures")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (see settings.py)")
     # audit task (--task audit) -- engine flags
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -101,8 +121,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def time_budget(text: str) -> float | str:
+    """--time-budget: a finite positive number of seconds, or none."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds, or none")
+    return seconds
+
+
 def task_list(asked: tuple[str, ...]) -> list[str]:
     """The tasks to run, validated, in registry order (no names: the default list)."""
+    import tasks
+    from errors import UserError
+
     if not asked:
         return tasks.default_tasks()
     unknown = [t for t in asked if t not in tasks.names()]
@@ -119,6 +155,7 @@ def run(opts) -> int:
     from outputs import write_json
 
     names = task_list(opts.tasks)
+    context.check_options(opts, names)
     rows: list[tuple[str, float, str]] = []
     started = time.perf_counter()
     if "train" in names:
@@ -139,22 +176,53 @@ def run(opts) -> int:
         ctx = context.build(opts)
         rows.append(("setup", time.perf_counter() - t0, f"{len(ctx.indices)} images from {ctx.imageset.name}/"))
         ctx.timings = rows   # the report task lists the timings so far (run.json comes after it)
-        if opts.time_budget is not None or names == tasks.default_tasks():
-            import budget
-
-            budget.apply(ctx, names, opts.time_budget)
-        for name in names:
-            t0 = time.perf_counter()
-            what = run_task(ctx, name)
-            rows.append((name, time.perf_counter() - t0, what))
-            print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
-        write_json(ctx.out / "run.json", ctx.record(time.perf_counter() - started))
+        context.validate(ctx, names)
+        write_json(ctx.out / "run.json", {"status": "running", "command": opts.command})
+        try:
+            run_tasks(ctx, names, rows)
+        except BaseException as exc:
+            write_json(ctx.out / "run.json", final_record(ctx, started, exc))
+            raise
+        write_json(ctx.out / "run.json", final_record(ctx, started, None))
     print_table(rows, time.perf_counter() - started)
     return 0
 
 
+def run_tasks(ctx: Any, names: list[str], rows: list[tuple[str, float, str]]) -> None:
+    """Plan the time budget when asked (or for the default list), then run each task in order."""
+    import tasks
+
+    if ctx.opts.time_budget is not None or names == tasks.default_tasks():
+        import budget
+
+        budget.apply(ctx, names, ctx.opts.time_budget, ctx.opts.probe_budget)
+    for name in names:
+        t0 = time.perf_counter()
+        what = run_task(ctx, name)
+        rows.append((name, time.perf_counter() - t0, what))
+        print(f"[{name}] {rows[-1][1]:.1f}s {what}", file=sys.stderr)
+
+
+def final_record(ctx: Any, started: float, exc: BaseException | None) -> dict[str, Any]:
+    """run.json at the end: the full record with status complete, interrupted or failed (then also the error)."""
+    status = "complete" if exc is None else "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        record = ctx.record(time.perf_counter() - started)
+    except Exception:  # a failed run may not get as far as the predictions the record lists
+        if exc is None:
+            raise
+        record = {"command": ctx.opts.command}
+    record["status"] = status
+    if exc is not None and not isinstance(exc, KeyboardInterrupt):
+        record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return record
+
+
 def run_task(ctx, name: str) -> str:
     """Run one task and keep its record in ctx.results; returns the files it wrote, or "skipped: why"."""
+    import tasks
+    from errors import Skipped
+
     try:
         result = tasks.get(name)(ctx)
     except Skipped as why:
@@ -173,11 +241,17 @@ def print_table(rows: list[tuple[str, float, str]], total: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal error."""
-    import context
-
-    args = parse_args(argv)
+    """Entry point: exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal error, 130 when
+    interrupted (Ctrl-C or SIGTERM, also while the modules import)."""
     try:
+        from errors import ExplainInputError
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    try:
+        import context
+
+        args = parse_args(argv)
         return run(context.Options.from_args(args, " ".join(["python", "main.py"] + list(sys.argv[1:] if argv is None
                                                                                          else argv))))
     except ExplainInputError as exc:
@@ -192,5 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    """SIGTERM ends the run as Ctrl-C does: files being written are dropped, finished ones stay."""
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

@@ -7,10 +7,11 @@ import inspect
 import itertools
 import math
 import pickle
-from contextlib import nullcontext
+import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -101,13 +102,13 @@ def make_network(arch: str, num_classes: int | None = None, width: float = 1.0, 
 
     num_classes None: the model's own (a model file's default, the weights' categories), else 11 (Food-11).
     """
-    if weights is not None and (arch in KNOWN_ARCHS or _is_file_spec(arch)):
+    if weights is not None and (arch in KNOWN_ARCHS or is_file_spec(arch)):
         raise UserError(f"--weights {weights} names torchvision weights; --arch {arch} is not a torchvision model")
     if arch == "hw3":
         return Network(HW3Net(num_classes or 11, width, input_size))
     if arch == "hw5ta":
         return Network(HW5TANet(num_classes or 11, width, input_size))
-    if _is_file_spec(arch):
+    if is_file_spec(arch):
         net, meta = _from_file(arch, num_classes)
         return Network(net, meta, f"the model file {arch}")
     import torchvision.models as tvm
@@ -129,7 +130,7 @@ def make_network(arch: str, num_classes: int | None = None, width: float = 1.0, 
     return Network(net, meta, f"torchvision {w} ({path})")
 
 
-def _is_file_spec(arch: str) -> bool:
+def is_file_spec(arch: str) -> bool:
     """True for `path/to/file.py:callable`."""
     return ":" in arch and arch.rsplit(":", 1)[0].endswith(".py")
 
@@ -194,7 +195,8 @@ def _from_file(spec: str, num_classes: int | None) -> tuple[nn.Module, dict[str,
     mod_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(mod_spec)
     try:
-        mod_spec.loader.exec_module(module)
+        with own_folder_first(Path(path).resolve().parent):
+            mod_spec.loader.exec_module(module)
     except Exception as exc:  # the user's file: report it in one line
         raise UserError(f"--arch {spec}: importing {path} failed: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, name, None)
@@ -208,7 +210,8 @@ def _from_file(spec: str, num_classes: int | None) -> tuple[nn.Module, dict[str,
     required = "num_classes" in params and params["num_classes"].default is inspect.Parameter.empty
     kwargs = {"num_classes": num_classes or 11} if (takes and num_classes is not None) or required else {}
     try:
-        out = fn(**kwargs)
+        with own_folder_first(Path(path).resolve().parent):
+            out = fn(**kwargs)
     except Exception as exc:
         raise UserError(f"--arch {spec}: {name}() failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     net, meta = out if isinstance(out, tuple) and len(out) == 2 else (out, {})
@@ -216,6 +219,46 @@ def _from_file(spec: str, num_classes: int | None) -> tuple[nn.Module, dict[str,
         raise UserError(f"--arch {spec}: {name}() returned {type(net).__name__}, not a torch.nn.Module "
                         f"(or a (module, meta dict) pair)")
     return net, check_meta(meta, f"--arch {spec}: {name}()'s meta")
+
+
+REPO = Path(__file__).resolve().parent   # the folder of our own top-level modules
+
+
+def _has_module(folder: Path, name: str) -> bool:
+    """True when a folder holds a top-level module or package called `name`."""
+    return (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()
+
+
+@contextmanager
+def own_folder_first(folder: Path) -> Iterator[None]:
+    """While a model file loads (and its callable runs), its folder comes first on sys.path and our modules that
+    share a name with one of that folder's leave sys.modules, so the file imports its own `model.py`; afterwards
+    its modules of those names leave and ours come back."""
+    names = [] if folder == REPO else [p.stem if p.suffix == ".py" else p.name for p in folder.iterdir()
+                                       if p.suffix == ".py" or (p / "__init__.py").is_file()]
+    clash = [n for n in names if _has_module(REPO, n)]
+    ours = {n: sys.modules.pop(n) for n in clash if n in sys.modules}
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        for name in clash:
+            sys.modules.pop(name, None)
+        sys.modules.update(ours)
+
+
+def check_checkpoint_meta(meta: dict, path: Path) -> dict[str, Any]:
+    """A checkpoint's meta, validated: the declared preprocessing (META_KEYS) and the arch our train task writes."""
+    where = f"checkpoint {path} meta"
+    out = {**meta, **check_meta({k: v for k, v in meta.items() if k in META_KEYS}, where)}
+    if "arch" in meta and not isinstance(meta["arch"], str):
+        raise UserError(f"{where}: arch must be a str (hw3, hw5ta, a torchvision name), got {meta['arch']!r}")
+    options = meta.get("arch_options", {})
+    width = options.get("width", 1.0) if isinstance(options, dict) else None
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise UserError(f"{where}: arch_options must be a dict with a positive number width, got {options!r}")
+    return out
 
 
 def check_meta(meta: Any, where: str) -> dict[str, Any]:
@@ -244,7 +287,7 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
     if "bgr" in meta and not isinstance(meta["bgr"], bool):
         raise bad("bgr")
     if "class_names" in meta:
-        if isinstance(meta["class_names"], str) or not all(isinstance(c, str) for c in meta["class_names"]):
+        if not isinstance(meta["class_names"], (list, tuple)) or not all(isinstance(c, str) for c in meta["class_names"]):
             raise bad("class_names")
         out["class_names"] = list(meta["class_names"])
     if meta.get("resize", "stretch") not in ("stretch", "crop"):
@@ -262,16 +305,17 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 def output_classes(model: nn.Module, input_size: int, device: torch.device) -> int:
-    """How many logits the (wrapped) model returns, from one probe pass; a forward that fails is one line."""
+    """How many logits the (wrapped) model returns, from one probe pass on a batch of two (every task batches);
+    a forward that fails is one line."""
     try:
         with torch.inference_mode():
-            out = model(torch.zeros(1, 3, input_size, input_size, device=device))
+            out = model(torch.zeros(2, 3, input_size, input_size, device=device))
     except Exception as exc:  # the user's forward
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"the model's forward fails on a 1 x 3 x {input_size} x {input_size} image: "
-                        f"{type(exc).__name__}: {msg}") from None
-    if out.dim() != 2 or out.shape[0] != 1:
-        raise UserError(f"the model returns logits of shape {tuple(out.shape)} for one image; expected 1 x classes")
+        raise UserError(f"the model's forward fails on a batch of 2 x 3 x {input_size} x {input_size} images "
+                        f"(it must take batches): {type(exc).__name__}: {msg}") from None
+    if out.dim() != 2 or out.shape[0] != 2:
+        raise UserError(f"the model returns logits of shape {tuple(out.shape)} for two images; expected 2 x classes")
     return int(out.shape[1])
 
 
@@ -409,6 +453,7 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> tuple[Any, 
         if isinstance(obj.get(key), (dict, nn.Module)):
             obj = obj[key]
             break
+    meta = check_checkpoint_meta(meta, path)
     if isinstance(obj, nn.Module):
         return obj, meta
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
@@ -496,23 +541,49 @@ def probe_4d_modules(net: nn.Module, input_size: int, device: torch.device | str
     return order
 
 
-def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
-    """Multiply-adds of one image's forward pass: Conv and Linear layers only, counted by hooks in one probe pass."""
-    total = 0
+MAC_KINDS = ("dense_macs", "grouped_macs", "linear_macs")
 
-    def count(mod: nn.Module, _inp: Any, out: Any) -> None:
-        nonlocal total
+
+def layer_kind(mod: nn.Module) -> str | None:
+    """Which multiply-add count a layer adds to: dense conv, depthwise/grouped conv, linear; None for others."""
+    if isinstance(mod, nn.Linear):
+        return "linear_macs"
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return "dense_macs" if mod.groups == 1 else "grouped_macs"
+    return None
+
+
+def model_cost(net: nn.Module, size: int, device: torch.device | str = "cpu") -> dict[str, int]:
+    """One image's forward pass, counted by hooks in one pass at batch 1 (never timed).
+
+    dense_macs / grouped_macs / linear_macs: multiply-adds of dense convs, depthwise or grouped convs and linear
+    layers; activation_bytes: fp32 bytes each leaf module reads and writes (its tensor input and output); calls:
+    leaf module calls, each a fixed overhead per batch.
+    """
+    cost = dict.fromkeys((*MAC_KINDS, "activation_bytes", "calls"), 0)
+
+    def count(mod: nn.Module, inp: Any, out: Any) -> None:
+        cost["calls"] += 1
+        first = inp[0] if inp and isinstance(inp[0], torch.Tensor) else None
         if isinstance(out, torch.Tensor):
-            per_out = mod.in_features if isinstance(mod, nn.Linear) else \
-                (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
-            total += per_out * out[0].numel()
+            cost["activation_bytes"] += 4 * (out[0].numel() + (first[0].numel() if first is not None else 0))
+            kind = layer_kind(mod)
+            if kind:
+                per_out = mod.in_features if kind == "linear_macs" else \
+                    (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+                cost[kind] += per_out * out[0].numel()
 
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    handles = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, kinds)]
+    handles = [m.register_forward_hook(count) for m in net.modules() if not any(True for _ in m.children())]
     try:
         with torch.inference_mode():
             net(torch.zeros(1, 3, size, size, device=device))
     finally:
         for h in handles:
             h.remove()
-    return int(total)
+    return {k: int(v) for k, v in cost.items()}
+
+
+def model_macs(net: nn.Module, size: int, device: torch.device | str = "cpu") -> int:
+    """Multiply-adds of one image's forward pass: Conv and Linear layers only (model_cost's three kinds)."""
+    cost = model_cost(net, size, device)
+    return sum(cost[k] for k in MAC_KINDS)

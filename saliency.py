@@ -285,11 +285,20 @@ def task_saliency(ctx) -> VanillaResult:
                                        "Saliency: max over channels of |d logit(target) / d pixel|",
                                        ctx.out / "saliency.png", unit="|gradient|"))
     course = vanilla_course(ctx.model, ctx.images, att.targets, ctx.settings["grad_batch_size"])
-    fig, axes = draw.figure(len(course), 2, cell=(3.0, 2.6),
+    per = 2 if len(course) > 1 else 1          # two images side by side, so the grid fits half an A4 page
+    rows = -(-len(course) // per)
+    fig, axes = draw.figure(rows, 2 * per, cell=(1.7, 1.75),
                             title="Saliency, course variant\n|d cross-entropy / d pixel|, min-max per image, RGB")
-    for i in range(len(course)):
-        draw.show_image(axes[i, 0], ctx.images[i], caps[i])
-        draw.show_image(axes[i, 1], course[i], "RGB gradient (normalised)")
+    for k in range(rows * per):
+        pair = axes[k // per, 2 * (k % per):2 * (k % per) + 2]
+        if k >= len(course):
+            for a in pair:
+                a.axis("off")
+            continue
+        draw.show_image(pair[0], ctx.images[k], caps[k])
+        draw.show_image(pair[1], course[k], "RGB gradient\n(normalised)")
+    for a in axes.flat:
+        a.title.set_fontsize(7)
     draw.layout(fig)
     files.append(draw.save(fig, ctx.out / "saliency_course.png"))
     return VanillaResult(files=files)
@@ -348,19 +357,23 @@ def task_compare(ctx) -> CompareResult:
             continue
     caps = captions(ctx)
     n = len(ctx.files)
-    fig, axes = draw.figure(n, len(methods) + 1, cell=(2.5, 2.45),
-                            title="Attribution methods compared (each map normalised per image: robust max = 1)")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05, top=0.9, wspace=0.08, hspace=0.5)
+    fig, axes = draw.figure(n, len(methods) + 1, cell=(1.2, 1.45),
+                            title="Attribution methods compared (each map normalised per image: robust max = 1)\n"
+                                  "colour bars: normalised map (signed methods from -1 to 1)")
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.07, top=1 - 1.0 / fig.get_figheight(), wspace=0.15,
+                        hspace=0.95)
     for i in range(n):
         draw.show_image(axes[i, 0], ctx.images[i], caps[i])
     for j, (m, maps) in enumerate(methods, start=1):
         signed = bool((maps < 0).any())
         for i in range(n):
             im = draw.show_overlay(axes[i, j], ctx.images[i], draw.normalize(maps[i], signed), signed,
-                                   title=ctx.method(m).title if i == 0 else None,
+                                   title=ctx.method(m).title.replace(" ", "\n", 1) if i == 0 else None,
                                    vrange=(-1.0, 1.0) if signed else (0.0, 1.0))
-        cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", fraction=0.02, pad=0.01, aspect=30)
-        cb.set_label("signed, normalised" if signed else "normalised", fontsize=7)
+        cb = fig.colorbar(im, ax=list(axes[:, j]), orientation="horizontal", fraction=0.02, pad=0.01, aspect=20,
+                          shrink=0.7, ticks=[-1, 0, 1] if signed else [0, 0.5, 1])
         cb.ax.tick_params(labelsize=6)
+    for ax in axes.flat:
+        ax.title.set_fontsize(7)
     return CompareResult(files=[draw.save(fig, ctx.out / "attribution_comparison.png")],
                          methods=[m for m, _ in methods], precision=ctx.precision)

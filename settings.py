@@ -5,6 +5,7 @@ paper-grade values that `--full` selects. `--set key=value` overrides any of the
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from errors import UserError
@@ -44,8 +45,8 @@ DEFAULTS: dict[str, Any] = {
     # the image side). bench/shap_vs_lime.py, the shap task against the lime task (1000 samples) on the same 4
     # images, one process, 1 thread, busy 2-core CPU: demo model 0.81x and 1.04x at 1000 evaluations (0.43-0.72x
     # at 500); full-size random hw3 0.39x at 500 (lime 941 s, shap 364 s; 1000 not timed, ~0.8x by the per-pass
-    # cost). 500, the planner's floor: 1000 fits the 1.2x too, but with the trust task's 11 SHAP maps the default
-    # demo run went past its 120 s.
+    # cost). 500: 1000 fits the 1.2x too, but with the trust task's 11 SHAP maps the default demo run went past its
+    # 120 s. The time planner scales it down to 200 at the least (budget.SCALABLE).
     "shap_max_evals": 500,
     "shap_batch_size": {"cpu": 4, "cuda": 256},
     "shap_masker": "auto",
@@ -77,7 +78,9 @@ DEFAULTS: dict[str, Any] = {
     "trust_sampled_per_class": 1,
     "trust_ref_macs": 100_000_000,
     "trust_bootstrap": 2000,     # resamples of the 95% percentile bootstrap intervals (seeded)
-    "deletion_steps": {"cpu": 32, "cuda": 64},   # 1/32 of the pixels per step on CPU: 28 s instead of 56 s
+    "deletion_steps": 16,      # ROAD's 16 equal steps: removal at 0 .. 15/16 of the pixels, insertion 0 .. 1
+    "deletion_fill": "road",   # removed pixels: "road" (noisy linear imputation, Rong et al. 2022) or "black"
+    "road_noise": 0.01,        # ROAD's default: noise std 0.01 of the pixel range on the imputed pixels
     "sanity_images": 8,
     "sanity_smoothgrad_n": 10,
     "sanity_ig_steps": 16,
@@ -89,6 +92,31 @@ DEFAULTS: dict[str, Any] = {
     "audit_clusters": 3,      # attention patterns (k-means clusters) per predicted class
     "audit_spot": 3,          # spot window (cells per side) of the suspicion score
     "audit_top": 16,          # suspicious images shown in audit.png and the report
+}
+
+# The time planner's reference rates (budget.py), per device type: the 2-core AMD EPYC with AVX-512 BF16 (torch
+# 2.14.1, 2 threads, quiet machine) on which docs/performance.md measured every default run. Fitted to those
+# measurements (bench/run.py: full-size hw3 forward 57 images/s fp32 and 126 bf16, forward + input gradient 24;
+# --arch hw5ta 9 images/s forward; bench/any_model.py: resnet50 and efficientnet_b0's default runs). A CPU without
+# native bf16 runs fp32 by default (context.resolve_precision) and is planned at the fp32 rates.
+REFERENCE_RATES: dict[str, dict[str, float]] = {
+    "cpu": {
+        "dense_macs_fp32": 80e9,        # multiply-adds per second of dense convolutions (oneDNN, compute-bound)
+        "dense_macs_bf16": 176e9,
+        "grouped_macs_fp32": 5e9,       # depthwise and grouped convolutions: memory-bound, no bf16 gain
+        "grouped_macs_bf16": 5e9,
+        "linear_macs_fp32": 20e9,       # small-batch matrix-vector products: bound by reading the weights
+        "linear_macs_bf16": 40e9,
+        "activation_bytes": 16e9,       # fp32 activation bytes read and written per second (bf16 moves half)
+        "call_seconds": 20e-6,          # one module call (Python and operator dispatch), per batch
+        "backward_factor": 2.5,         # forward + input gradient against one forward, same precision
+        "copy_seconds": 2e-3,           # per module, each time a method copies the model (BN folding, bf16 weights)
+        "lime_sample_seconds": 1.8e-3,  # LIME's own work per sample (masking, the weighted fit)
+        "shap_eval_seconds": 4e-3,      # SHAP's Partition explainer per evaluation (masking, the tree)
+        "decode_seconds": 4e-3,         # decoding and resizing one JPEG of about 512 x 384
+        "task_seconds": 1.5,            # a task's figures and files
+        "report_seconds": 12.0,         # compare, where and report's own work beyond their figures
+    },
 }
 
 FULL: dict[str, Any] = {
@@ -115,7 +143,8 @@ FULL: dict[str, Any] = {
 
 # The trust metrics' own keys: `--trust full` takes FULL's values for these alone.
 TRUST_KEYS = ("trust_images", "trust_per_class", "trust_sampled_per_class", "trust_ref_macs", "trust_bootstrap",
-              "deletion_steps", "sanity_images", "sanity_smoothgrad_n", "sanity_ig_steps", "insertion_blur")
+              "deletion_steps", "deletion_fill", "road_noise", "sanity_images", "sanity_smoothgrad_n",
+              "sanity_ig_steps", "insertion_blur")
 
 
 def resolve(device_type: str, full: bool = False, overrides: list[str] | None = None,
@@ -134,20 +163,40 @@ def resolve(device_type: str, full: bool = False, overrides: list[str] | None = 
             out[key] = type(old)(raw) if not isinstance(old, bool) else raw.lower() in ("1", "true", "yes")
         except ValueError:
             raise UserError(f"--set {item!r}: {raw!r} is not a {type(old).__name__}") from None
+        low = _lowest(key, old)
+        if low is not None and not (math.isfinite(out[key]) and out[key] >= low):
+            raise UserError(f"--set {item!r}: {key} must be a finite number >= {low:g}")
     return out
+
+
+# Counts that may be 0: decoding in this process; no validation images (or none sampled) in the trust metrics.
+# The rest of the integer settings are sizes, steps and counts: at least 1.
+ZERO_OK = ("loader_workers", "trust_per_class", "trust_sampled_per_class")
+
+
+def _lowest(key: str, value: Any) -> float | None:
+    """The smallest value a numeric setting accepts: 1 for batch sizes, steps and counts, else 0; None for text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return 1 if isinstance(value, int) and key not in ZERO_OK else 0
 
 
 def parse_ids(spec: str, flag: str, count: int, owner: str) -> list[int]:
     """'0-3,7' -> ids in the order given, without repeats; a malformed or out-of-range id is a UserError naming the
     flag and what `owner` ("the model has 11 classes") accepts."""
-    ids: list[int] = []
+    ranges: list[tuple[int, int]] = []
     try:
         for part in spec.replace(" ", "").split(","):
             if part:
                 lo, sep, hi = part.partition("-")
-                ids += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+                ranges.append((int(lo), int(hi) if sep else int(lo)))
     except ValueError:
         raise UserError(f"{flag} {spec!r}: use ids and ranges like 0-3,7") from None
+    backwards = [(lo, hi) for lo, hi in ranges if hi < lo]
+    if backwards:
+        lo, hi = backwards[0]
+        raise UserError(f"{flag} {spec!r}: the range {lo}-{hi} runs backwards; write it low-high, e.g. {hi}-{lo}")
+    ids = [i for lo, hi in ranges for i in range(lo, hi + 1)]
     bad = [i for i in ids if not 0 <= i < count]
     if not ids or bad:
         raise UserError(f"{flag} {spec!r}: {owner} (0..{count - 1})")

@@ -204,18 +204,25 @@ def _collect(ctx, s: dict[str, Any], pool: dict[str, Any], marked: dict[str, Any
 
 
 def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
-    """Per-image deletion/insertion AUCs (and curves) and ground-truth scores of one method's maps.
+    """Per-image MoRF (deletion), LeRF and insertion AUCs (and curves), the saturation flags and ground-truth
+    scores of one method's maps.
 
     Ground truth counts the images with a non-empty object mask that the model classifies correctly."""
     idx = entry["idx"]
     ranks = np.stack([metrics.pixel_ranks(m, ctx.rng("trust", "ties", *pool["seed_keys"][p]))
                       for m, p in zip(entry["maps"], idx)])
     images = pool["images"][idx]
+    noise = metrics.noise_fields(tuple(images.shape[1:]), [_noise_seed(ctx, pool, p) for p in idx],
+                                 float(s["road_noise"]))
     out: dict[str, Any] = {"files": [pool["files"][p] for p in idx]}
-    for mode in ("deletion", "insertion"):
-        x, probs = metrics.perturbation_curves(ctx.infer_model(), images, ranks, entry["targets"], mode, int(s["deletion_steps"]),
-                                       int(s["batch_size"]), float(s["insertion_blur"]))
-        out["x"], out[f"{mode}_curves"], out[f"{mode}_auc"] = x, probs, metrics.auc(x, probs)
+    for mode in metrics.MODES:
+        x, probs = metrics.perturbation_curves(ctx.infer_model(), images, ranks, entry["targets"], mode,
+                                               int(s["deletion_steps"]), int(s["batch_size"]),
+                                               float(s["insertion_blur"]), fill=s["deletion_fill"], noise=noise)
+        out[f"{mode}_x"], out[f"{mode}_curves"], out[f"{mode}_auc"] = x, probs, metrics.auc(x, probs)
+    out["x"] = out["deletion_x"]
+    out["blur_probability"] = out["insertion_curves"][:, 0]
+    out["saturated"] = metrics.saturated(out["blur_probability"])
     if pool["masks"] is not None:
         masks = pool["masks"][idx]
         correct = [pool["labels"][p] < 0 or pool["probs"][p].argmax() == pool["labels"][p] for p in idx]
@@ -226,6 +233,11 @@ def score(ctx, pool: dict[str, Any], entry: dict[str, Any], s: dict[str, Any]) -
         out["mass_in_mask_ratio"] = out["mass_in_mask"] / np.array([masks[k].mean() for k in keep]) if keep else \
             np.zeros(0)
     return out
+
+
+def _noise_seed(ctx, pool: dict[str, Any], p: int) -> int:
+    """The seed of pool image p's ROAD noise field: one per image, the same for every method and order."""
+    return int(ctx.rng("trust", "road-noise", *pool["seed_keys"][p]).integers(0, 2 ** 62))
 
 
 def shortcut_scores(marked: dict[str, Any], marks: dict[str, dict], s: dict[str, Any], ctx) -> dict[str, Any]:
@@ -246,25 +258,80 @@ def shortcut_scores(marked: dict[str, Any], marks: dict[str, dict], s: dict[str,
     return out
 
 
+GAINS = {"deletion_gain": ("deletion_auc", -1), "morf_gain": ("deletion_auc", -1), "lerf_gain": ("lerf_auc", 1),
+         "insertion_gain": ("insertion_auc", 1)}   # sign x (the method's AUC - random's); morf_gain = deletion_gain
+CURVE_METRICS = ("deletion_auc", "lerf_auc", "insertion_auc")   # saturated images leave their means
+
+
+def paired_indices(method_idx: list[int], random_idx: list[int], saturated: set[int]) -> tuple[list[int], list[int]]:
+    """Positions in the method's and in random's scores of the pool images both scored, saturated ones left out."""
+    pos = {p: k for k, p in enumerate(random_idx)}
+    a = [k for k, p in enumerate(method_idx) if p in pos and p not in saturated]
+    return a, [pos[method_idx[k]] for k in a]
+
+
+def saturated_images(scores: dict[str, dict]) -> set[int]:
+    """Pool indices of the saturated images (the flag depends on the image alone, not on the map)."""
+    return {p for sc in scores.values() for p, flag in zip(sc["idx"], sc["saturated"]) if flag}
+
+
 def vs_random(scores: dict[str, dict], ctx, s: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Paired metrics.bootstrap per method: random's deletion AUC - the method's, and the method's insertion AUC - random's."""
+    """Paired bootstrap per method over the unsaturated images both scored: MoRF (deletion) gain = random's
+    AUC - the method's, LeRF and insertion gains = the method's AUC - random's."""
     if "random" not in scores:
         return {}
     ref = scores["random"]
-    pos = {p: k for k, p in enumerate(ref["idx"])}
+    sat = saturated_images(scores)
     out: dict[str, dict[str, Any]] = {}
     for m, sc in scores.items():
         if m == "random":
             continue
-        a = [k for k, p in enumerate(sc["idx"]) if p in pos]
-        b = [pos[sc["idx"][k]] for k in a]
-        out[m] = {"deletion_gain": metrics.paired_gain(ref["deletion_auc"][b], sc["deletion_auc"][a],
-                                               ctx.rng("trust", "bootstrap", "vs-random", "deletion", m),
-                                               s["trust_bootstrap"]),
-                  "insertion_gain": metrics.paired_gain(sc["insertion_auc"][a], ref["insertion_auc"][b],
-                                                ctx.rng("trust", "bootstrap", "vs-random", "insertion", m),
-                                                s["trust_bootstrap"])}
+        a, b = paired_indices(sc["idx"], ref["idx"], sat)
+        out[m] = {g: metrics.paired_gain(sign * sc[metric][a], sign * ref[metric][b],
+                                         ctx.rng("trust", "bootstrap", "vs-random", metric, m), s["trust_bootstrap"])
+                  for g, (metric, sign) in GAINS.items()}
+        out[m]["saturated_left_out"] = sum(p in sat for p in sc["idx"] if p in set(ref["idx"]))
+        out[m]["files"] = [sc["files"][k] for k in a]
     return out
+
+
+STOCHASTIC = ("lime", "shap", "smoothgrad")   # methods whose maps depend on the seed
+
+
+def stability_scores(ctx) -> dict[str, dict[str, Any]]:
+    """Per seeded method, on the figures' images: metrics.stability of the run's maps (--seed) against a second
+    seed's (--seed + 1), per image and their mean (no interval: a handful of images)."""
+    from errors import Skipped
+
+    out: dict[str, dict[str, Any]] = {}
+    for m in (m for m in STOCHASTIC if m in ctx.method_names()):
+        try:
+            first = ctx.attribute(m).maps
+            extra = {"extra_labels": ctx.preds()} if m == "lime" else {}
+            second = ctx.attribute(m, ctx.images, ctx.targets(), ctx.files, seed=ctx.seed + 1, **extra).maps
+        except Skipped:
+            continue
+        pairs = np.array([metrics.stability(a, b) for a, b in zip(first, second)]).reshape(-1, 2)
+        out[m] = {"files": list(ctx.files), "seeds": [ctx.seed, ctx.seed + 1], "spearman": pairs[:, 0].tolist(),
+                  "iou_top5": pairs[:, 1].tolist(), "spearman_mean": float(pairs[:, 0].mean()),
+                  "iou_top5_mean": float(pairs[:, 1].mean()), "n": len(pairs)}
+    return out
+
+
+def saturation(scores: dict[str, dict], pool: dict[str, Any]) -> dict[str, Any]:
+    """trust.json's saturation record: the flag and the blurred image's probability per scored pool image."""
+    probs: dict[int, float] = {}
+    for sc in scores.values():
+        probs.update({p: float(v) for p, v in zip(sc["idx"], sc["blur_probability"])})
+    flagged = sorted(saturated_images(scores))
+    return {"threshold": metrics.SATURATED, "handling": SATURATION_HANDLING, "n_saturated": len(flagged),
+            "files": [pool["files"][p] for p in flagged],
+            "images": {pool["files"][p]: {"blur_probability": v, "saturated": v >= metrics.SATURATED}
+                       for p, v in sorted(probs.items())}}
+
+
+SATURATION_HANDLING = ("excluded: saturated images leave the means of the deletion (MoRF), LeRF and insertion AUCs "
+                       "and the gains over random, for every method alike (the flag depends on the image alone)")
 
 
 def sanity(ctx, s: dict[str, Any], methods: list[str], pool: dict[str, Any], n: int) -> dict[str, Any]:
@@ -282,13 +349,22 @@ def sanity(ctx, s: dict[str, Any], methods: list[str], pool: dict[str, Any], n: 
     return res
 
 
+def _unsaturated(sc: dict[str, Any], metric: str, sat: set[int]) -> np.ndarray:
+    """A method's per-image values of a metric, the saturated images left out of the curve metrics."""
+    v = np.asarray(sc.get(metric, []), dtype=np.float64)
+    if metric not in CURVE_METRICS or not sat:
+        return v
+    return v[[p not in sat for p in sc["idx"]]]
+
+
 def tables(scores: dict[str, dict], san: dict[str, Any], rng_of: Callable[[str, str], np.random.Generator] | None = None,
            resamples: int = 2000) -> dict[str, dict[str, Any]]:
-    """Method x metric: mean, std, 95% metrics.bootstrap interval [lo, hi] and n, and the sanity verdict."""
+    """Method x metric: mean, std, 95% bootstrap interval [lo, hi] and n, and the sanity verdict."""
     rng_of = rng_of or (lambda m, metric: np.random.default_rng([len(m), len(metric)]))
     rows: dict[str, dict[str, Any]] = {}
+    sat = saturated_images(scores) if all("saturated" in sc for sc in scores.values()) else set()
     for m, sc in scores.items():
-        row = {metric: metrics.bootstrap(list(sc.get(metric, [])), rng_of(m, metric), resamples)
+        row = {metric: metrics.bootstrap(_unsaturated(sc, metric, sat), rng_of(m, metric), resamples)
                for metric in metrics.METRICS if metric != "sanity_spearman"}
         if m in san["spearman"]:
             row["sanity_spearman"] = metrics.bootstrap(list(san["spearman"][m][-1]), rng_of(m, "sanity_spearman"), resamples)
@@ -301,13 +377,29 @@ def tables(scores: dict[str, dict], san: dict[str, Any], rng_of: Callable[[str, 
 
 
 DEFINITIONS = {
-    "protocol": "fixed: deletion sets the removed pixels to 0 (black); insertion pastes the original pixels onto a "
-                "Gaussian-blurred copy; both score the softmax probability of the explained class (the image's "
-                "true label on validation images) at every step",
-    "deletion_auc": "area under the explained class's softmax probability as the highest-ranked pixels are set to 0, "
-                    "x = fraction of pixels removed in [0,1] (lower = more faithful)",
+    "protocol": "ROAD (Rong et al., ICML 2022) by default: removed pixels are imputed by noisy linear imputation "
+                "(each the weighted mean of its 8 neighbours, direct 1/6, diagonal 1/12, solved as one linear "
+                "system by a cascadic multigrid fill, plus Gaussian noise of std road_noise = 0.01 of the pixel "
+                "range); deletion_steps = 16 equal steps, 0 .. 15/16 of the pixels removed (at 16/16 nothing is "
+                "left to impute from); scored most relevant first (MoRF, 'deletion') and least relevant first (LeRF); "
+                "deletion_fill = black sets the removed pixels to 0 at steps 0 .. 1 instead; insertion pastes the "
+                "original pixels onto a Gaussian-blurred copy at steps 0 .. 1; every curve scores the softmax "
+                "probability of the explained class (the image's true label on validation images)",
+    "fill": "deletion_fill: road (default) or black",
+    "noise": "road_noise: std of the Gaussian noise added to the imputed pixels, as a fraction of the [0,1] range; "
+             "one noise field per image, seeded by (seed, 'trust', 'road-noise', image), shared by every method",
+    "steps": "deletion_steps equal steps; ROAD removal at k/steps for k = 0 .. steps-1, black removal and insertion "
+             "at k = 0 .. steps",
+    "deletion_auc": "MoRF: mean height of the explained class's probability as the highest-ranked pixels are "
+                    "removed (trapezoid area over x divided by x's range) (lower = more faithful)",
+    "lerf_auc": "LeRF: the same as the lowest-ranked pixels are removed first (higher = more faithful)",
     "insertion_auc": "area under the explained class's softmax probability as the highest-ranked pixels are pasted "
                      "onto a blurred copy (sigma = insertion_blur x image side), x in [0,1] (higher = more faithful)",
+    "saturation": f"an image is saturated when the explained probability on the fully blurred image (insertion's "
+                  f"start) is >= {metrics.SATURATED}; " + SATURATION_HANDLING,
+    "stability": "two seeds (--seed, --seed + 1) of one seeded method (lime, shap, "
+                 "smoothgrad) on the figures' images: Spearman correlation of the two maps' values and the "
+                 "intersection over union of their top 5% pixels; per image and the mean (no interval at n < 5)",
     "pointing_game": "1 when the map's maximum lies inside the ground-truth mask (tied maxima: fraction inside); "
                      "a constant map (e.g. all zero) scores 0; over correctly classified unmarked images",
     "mass_in_mask": "fraction of the map's positive mass inside the mask; a map with no positive mass scores 0",
@@ -315,10 +407,12 @@ DEFINITIONS = {
     "sanity_spearman": "Spearman rank correlation of |map| after re-initialising every parameterised layer "
                        "(cascading from the output) with |map| of the trained model; a constant map scores 0; "
                        f">= {metrics.SANITY_FAIL} fails the sanity check",
-    "interval": "95% percentile metrics.bootstrap interval of the mean over images (trust_bootstrap resamples, seeded by "
+    "interval": "95% percentile bootstrap interval of the mean over images (trust_bootstrap resamples, seeded by "
                 "(seed, 'trust', 'bootstrap', method, metric)); n = images scored",
-    "vs_random": "paired metrics.bootstrap over the images both scored: deletion_gain = random's deletion AUC - the "
-                 "method's, insertion_gain = the method's insertion AUC - random's (> 0: better than random)",
+    "vs_random": "paired bootstrap over the unsaturated images both scored (LIME and SHAP's images: random is "
+                 "taken on those): morf_gain = deletion_gain = random's MoRF AUC - the method's, lerf_gain = the "
+                 "method's LeRF AUC - random's, insertion_gain = the method's insertion AUC - random's (> 0: better "
+                 "than random); n = images paired",
     "shortcut": "share of the map's positive mass on the mark (masks_mark/validation), over validation images that "
                 "carry it, explaining their true label; for the shortcut class (the class whose training images carry "
                 "the mark most often) and for the other classes; reveals_shortcut: the shortcut class's mean share "
@@ -337,20 +431,67 @@ def _fmt(cell: dict[str, Any]) -> str:
 
 
 def shown_image(scores: dict[str, dict]) -> int:
-    """Pool index of the image every method scored whose (insertion - deletion) AUC varies most across methods."""
+    """Pool index of a typical image: of the unsaturated images every method scored, the one whose
+    (insertion - MoRF) AUC spread across methods is the median (an example, not the outlier)."""
+    sat = saturated_images(scores) if all("saturated" in sc for sc in scores.values()) else set()
     common = sorted(set.intersection(*(set(sc["idx"]) for sc in scores.values())))
-    spread = [np.std([sc["insertion_auc"][sc["idx"].index(i)] - sc["deletion_auc"][sc["idx"].index(i)]
-                      for sc in scores.values()]) for i in common]
-    return common[int(np.argmax(spread))]
+    common = [i for i in common if i not in sat] or common
+    spread = np.array([np.std([sc["insertion_auc"][sc["idx"].index(i)] - sc["deletion_auc"][sc["idx"].index(i)]
+                               for sc in scores.values()]) for i in common])
+    return common[int(np.argsort(spread, kind="stable")[(len(spread) - 1) // 2])]
+
+
+def _title(ctx, m: str) -> str:
+    """A method's display title ('random' for the random map)."""
+    return "random" if m == "random" else ctx.method(m).title
+
+
+def _tables_text(rows: dict[str, dict], gains: dict[str, dict], shortcut: dict[str, Any],
+                 stable: dict[str, dict]) -> list[tuple[list[str], list[list[str]]]]:
+    """The two trust tables' column heads and cells: the curves and their gains over random; ground truth, sanity,
+    seed stability and the shortcut (mean [95% interval]; stability: mean rho / IoU, no interval)."""
+    curves = [[_fmt(rows[m][c]) for c in ("deletion_auc", "lerf_auc", "insertion_auc")]
+              + [_fmt(gains[m][k]) if m in gains else "-" for k in ("morf_gain", "lerf_gain", "insertion_gain")]
+              for m in rows]
+    heads = ["pointing game ↑", "mass / mask ↑", "sanity ρ ↓", "stability ρ / IoU"]
+    other = []
+    for m in rows:
+        line = [_fmt(rows[m][c]) for c in ("pointing_game", "mass_in_mask_ratio", "sanity_spearman")]
+        line += [f"{stable[m]['spearman_mean']:.2f} / {stable[m]['iou_top5_mean']:.2f} (n={stable[m]['n']})"
+                 if m in stable else "-"]
+        if shortcut:
+            sh = shortcut.get(m)
+            line += [_fmt(sh[k]) + (" ★" if k == "shortcut_class" and sh["reveals_shortcut"] else "") if sh else "-"
+                     for k in ("shortcut_class", "other_classes")]
+        other.append(line)
+    if shortcut:
+        heads += ["mark: shortcut", "mark: others"]
+    return [(["MoRF AUC ↓", "LeRF AUC ↑", "insertion AUC ↑", "random − MoRF ↑", "LeRF − random ↑",
+              "ins − random ↑"], curves), (heads, other)]
+
+
+def _table(ax, heads: list[str], text: list[list[str]], labels: list[str]):
+    """A method x column table filling `ax` (row labels inside its width)."""
+    ax.axis("off")
+    t = ax.table(cellText=text, rowLabels=labels, colLabels=heads, cellLoc="center", bbox=[0.2, 0.0, 0.8, 0.92])
+    t.auto_set_font_size(False)
+    t.set_fontsize(5.0)
+    return t
 
 
 def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[str, dict], s: dict[str, Any],
-                path: Path, gains: dict[str, dict] | None = None, shortcut: dict[str, Any] | None = None) -> Path:
-    """trust_curves.png: one image, its deletion and insertion curves per method, and the method x metric table."""
+                path: Path, gains: dict[str, dict] | None = None, shortcut: dict[str, Any] | None = None,
+                stable: dict[str, dict] | None = None) -> Path:
+    """trust_curves.png: a typical image, its MoRF and insertion curves per method, and the method x metric tables."""
+    import textwrap
+
     import draw
 
-    fig, axes = draw.figure(2, 3, cell=(5.0, 3.4), title="How far to trust each explanation: deletion / insertion "
-                            f"(Petsiuk et al. 2018, {s['deletion_steps']} steps), ground truth, sanity check, shortcut")
+    road_fill = s["deletion_fill"] == "road"
+    removal = "ROAD imputation" if road_fill else "black fill"
+    fig, axes = draw.figure(3, 3, cell=(2.33, 2.6), title="How far to trust each explanation\nremoval "
+                            f"({'ROAD' if road_fill else 'black'}, {s['deletion_steps']} steps), insertion, "
+                            "ground truth, sanity, stability, shortcut")
     i = shown_image(scores)
     first = {m: sc for m, sc in scores.items() if i in sc["idx"]}
     at = {m: sc["idx"].index(i) for m, sc in first.items()}
@@ -358,60 +499,55 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
     target = int(scores["random"]["targets"][at["random"]])
     draw.show_image(axes[0, 0], pool["images"][i], draw.caption(pool["files"][i], ctx.class_names, target,
                                                                   int(p.argmax()), float(p.max()), int(pool["labels"][i]))
-                    + "\n(the image where the methods differ most)")
+                    + "\n(typical: median spread)")
+    axes[0, 0].title.set_fontsize(6.5)
     colours = {m: f"C{i}" for i, m in enumerate(ctx.method_names())} | {"random": "0.45"}
-    for ax, mode, better in ((axes[0, 1], "deletion", "lower"), (axes[0, 2], "insertion", "higher")):
+    for ax, mode, better, xlabel in ((axes[0, 1], "deletion", "lower", "removed, most relevant first"),
+                                     (axes[0, 2], "insertion", "higher", "inserted into the blur")):
         for m, sc in first.items():
-            ax.plot(sc["x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"), ls="--" if m == "random" else "-",
-                    lw=1.3, label=f"{m} ({sc[f'{mode}_auc'][at[m]]:.3f})")
+            ax.plot(sc[f"{mode}_x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"),
+                    ls="--" if m == "random" else "-", lw=1.0,
+                    label=f"{_title(ctx, m)} ({sc[f'{mode}_auc'][at[m]]:.3f})")
         ax.set_xticks(np.linspace(0, 1, 6))
         ax.set_yticks(np.linspace(0, 1, 6))
+        ax.tick_params(labelsize=6)
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.set_xlabel(f"fraction of pixels {'removed (set to 0)' if mode == 'deletion' else 'inserted into blur'}")
-        ax.set_ylabel("probability of the explained class")
-        ax.set_title(f"{mode} curve of this image\n(AUC in the legend; {better} = more faithful)")
-        ax.legend(fontsize=6, loc="upper right" if mode == "deletion" else "lower right")
+        ax.set_xlabel(f"fraction of pixels {xlabel}", fontsize=6.5)
+        ax.set_ylabel("p(explained class)", fontsize=6.5)
+        ax.set_title(f"{'MoRF' if mode == 'deletion' else 'insertion'} ({better} AUC = better)", fontsize=7)
+        ax.legend(fontsize=4.5, loc="upper right" if mode == "deletion" else "lower right")
     gs = axes[1, 0].get_gridspec()
-    for ax in axes[1]:
+    for ax in axes[1:].flat:
         ax.remove()
-    tab = fig.add_subplot(gs[1, :])
-    tab.axis("off")
-    gains = gains or {}
-    cols = ["deletion_auc", "insertion_auc", "pointing_game", "mass_in_mask_ratio", "sanity_spearman"]
-    heads = ["deletion AUC ↓", "insertion AUC ↑", "pointing game ↑", "mass / mask share ↑", "sanity Spearman ↓",
-             "random − del ↑", "ins − random ↑"]
-    if shortcut:
-        heads += ["on mark: shortcut class", "on mark: others"]
-    text = []
-    for m in rows:
-        line = [_fmt(rows[m][c]) for c in cols]
-        line += [_fmt(gains[m][k]) if m in gains else "-" for k in ("deletion_gain", "insertion_gain")]
-        if shortcut:
-            sh = shortcut.get(m)
-            line += [_fmt(sh[k]) + (" ★" if k == "shortcut_class" and sh["reveals_shortcut"] else "") if sh else "-"
-                     for k in ("shortcut_class", "other_classes")]
-        text.append(line)
-    counts = [f"{m} (n={rows[m]['deletion_auc']['n']}, gt {rows[m]['pointing_game']['n']}"
+    stable = stable or {}
+    shortcut = shortcut or {}
+    labels = [f"{_title(ctx, m)} (n={rows[m]['deletion_auc']['n']}, gt {rows[m]['pointing_game']['n']}"
               + (f", mark {shortcut[m]['shortcut_class']['n']}+{shortcut[m]['other_classes']['n']}"
-                 if shortcut and m in shortcut else "") + ")" for m in rows]
-    t = tab.table(cellText=text, rowLabels=counts, colLabels=heads, cellLoc="center", bbox=[0.16, 0.0, 0.84, 0.88])
-    t.auto_set_font_size(False)
-    t.set_fontsize(5.5)
+                 if m in shortcut else "") + ")" for m in rows]
+    (heads_a, text_a), (heads_b, text_b) = _tables_text(rows, gains or {}, shortcut, stable)
+    tab_a, tab_b = fig.add_subplot(gs[1, :]), fig.add_subplot(gs[2, :])
+    _table(tab_a, heads_a, text_a, labels)
+    t = _table(tab_b, heads_b, text_b, labels)
     for r, m in enumerate(rows, start=1):
         if rows[m]["sanity_check"] == "fails sanity check":
-            t[r, len(cols) - 1].set_facecolor("#f4c7c3")
-        if shortcut and m in shortcut and shortcut[m]["reveals_shortcut"]:
-            t[r, len(cols) + 2].set_facecolor("#fde7a9")
-    mark_note = (f"; on mark: share of positive mass on the mark (area share "
+            t[r, 2].set_facecolor("#f4c7c3")
+        if m in shortcut and shortcut[m]["reveals_shortcut"]:
+            t[r, 4].set_facecolor("#fde7a9")
+    mark_note = (f" On mark: share of positive mass on the mark (area share "
                  f"{next(iter(shortcut.values()))['mark_area_share']:.3f}), ★ = at least twice that for the "
-                 f"shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}") if shortcut else ""
-    tab.set_title("mean [95% metrics.bootstrap interval] over images; n = images per method (deletion/insertion, ground truth: "
-                  "correct unmarked ones" + (", marked images: shortcut class + others" if shortcut else "") + ")"
-                  + "\nrandom − del, ins − random: paired intervals against the random map; sanity Spearman after full "
-                  f"randomisation; protocol: deletion sets pixels to 0, insertion pastes them onto the blur{mark_note}",
-                  fontsize=7)
+                 f"shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}.") if shortcut else ""
+    note = (f"Mean [95% bootstrap interval] over images. n = unsaturated images per method; "
+            f"{len(saturated_images(scores))} saturated image(s) (p ≥ {metrics.SATURATED} on the blurred image) are "
+            f"left out of the curves. Removal: {removal}; insertion pastes pixels onto the blur. Gains: paired "
+            "intervals against the random map on the same images.")
+    tab_a.set_title("\n".join(textwrap.wrap(note, 125)), fontsize=6)
+    tab_b.set_title("\n".join(textwrap.wrap("gt = correct unmarked images with a mask"
+                                            + (", mark = marked images: shortcut class + others" if shortcut else "")
+                                            + ". Sanity Spearman after full randomisation; stability: two seeds on "
+                                            "the figures' images (ρ / IoU of the top 5%)." + mark_note, 125)),
+                    fontsize=6)
     draw.layout(fig)
     return draw.save(fig, path)
 
@@ -436,7 +572,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     for ax in axes[1:len(methods), 0]:
         ax.axis("off")
     for r, m in enumerate(methods):
-        axes[r, 1].set_ylabel(m, fontsize=8)
+        axes[r, 1].set_ylabel(_title(ctx, m), fontsize=8)
         for c, k in enumerate(steps, start=1):
             shown = draw.normalize(np.abs(san["maps"][m][k, 0]))
             im = draw.show_map(axes[r, c], shown, vrange=(0.0, 1.0))
@@ -453,7 +589,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     for i, m in enumerate(methods):
         v = san["spearman"][m]
         colour = f"C{ctx.method_names().index(m)}"
-        curve.plot(x, v.mean(1), marker="o", ms=3, color=colour, label=m)
+        curve.plot(x, v.mean(1), marker="o", ms=3, color=colour, label=_title(ctx, m))
         if v.shape[1] > 1:
             curve.fill_between(x, v.min(1), v.max(1), color=colour, alpha=0.15)
     curve.axhline(metrics.SANITY_FAIL, color="crimson", ls="--", lw=1, label=f"fails at or above {metrics.SANITY_FAIL}")
@@ -478,7 +614,7 @@ def _cell(c: dict[str, Any], k: str) -> Any:
 
 def task_trust(ctx) -> TrustResult:
     """Deletion/insertion AUC, ground truth, the sanity check, the shortcut score and the gains over random, with
-    metrics.bootstrap intervals, for every registered method of this run."""
+    bootstrap intervals, for every registered method of this run."""
     from errors import Skipped
     from outputs import write_csv, write_json
     from tqdm import tqdm
@@ -493,33 +629,38 @@ def task_trust(ctx) -> TrustResult:
     san = sanity(ctx, s, list(methods), pool, counts["sanity"])
     rows = tables(scores, san, lambda m, metric: ctx.rng("trust", "bootstrap", m, metric), s["trust_bootstrap"])
     gains = vs_random(scores, ctx, s)
+    stable = stability_scores(ctx)
     shortcut = shortcut_scores(marked, marks, s, ctx) if marked is not None else {}
     if marked is not None:
         ctx.cache["trust_shortcut_class"] = marked["shortcut_class"]
-    per_image = {m: {"files": sc["files"], "deletion_auc": sc["deletion_auc"], "insertion_auc": sc["insertion_auc"]}
-                 | ({"gt_files": sc["gt_files"], **{k: sc[k] for k in ("pointing_game", "mass_in_mask",
-                                                                           "mass_in_mask_ratio")}}
-                    if "gt_files" in sc else {}) for m, sc in scores.items()}
+    gt_keys = ("gt_files", "pointing_game", "mass_in_mask", "mass_in_mask_ratio")
+    per_image = {m: {"files": sc["files"], "saturated": sc["saturated"]} | {k: sc[k] for k in CURVE_METRICS}
+                 | {k: sc[k] for k in gt_keys if "gt_files" in sc} for m, sc in scores.items()}
     images = {m: len(e["idx"]) for m, e in methods.items()}
     record = {"mode": "full" if is_full(ctx) else "cheap", "settings": s, "counts": counts, "source": pool["source"],
               "images_per_method": images, "methods": rows, "metrics": list(metrics.METRICS), "vs_random": gains,
               "shortcut": {"class": ctx.class_names[marked["shortcut_class"]] if marked is not None else None,
                            "methods": shortcut},
               "definitions": DEFINITIONS, "per_image": per_image, "skipped": skipped,
+              "saturation": saturation(scores, pool), "stability": stable,
               "sanity": {"files": san["files"], "layers": san["layers"], "gradcam_layer": san["gradcam_layer"],
                          "threshold": metrics.SANITY_FAIL, "correlation": "Spearman of absolute values",
                          "spearman": {m: v.tolist() for m, v in san["spearman"].items()}}}
     stats = ("mean", "lo", "hi", "n")
     header = (["method"] + [f"{m}_{k}" for m in metrics.METRICS for k in stats] + ["sanity_check"]
-              + [f"{g}_{k}" for g in ("deletion_gain", "insertion_gain") for k in stats]
-              + [f"mark_{g}_{k}" for g in ("shortcut_class", "other_classes") for k in stats] + ["reveals_shortcut"])
+              + [f"{g}_{k}" for g in GAINS for k in stats]
+              + [f"mark_{g}_{k}" for g in ("shortcut_class", "other_classes") for k in stats] + ["reveals_shortcut"]
+              + ["saturated_left_out", "stability_spearman_mean", "stability_iou_top5_mean", "stability_n"])
     empty = {k: None for k in stats} | {"n": 0}
     csv_rows = [[m] + [_cell(r[metric], k) for metric in metrics.METRICS for k in stats] + [r["sanity_check"]]
-                + [_cell(gains.get(m, {}).get(g, empty), k) for g in ("deletion_gain", "insertion_gain") for k in stats]
+                + [_cell(gains.get(m, {}).get(g, empty), k) for g in GAINS for k in stats]
                 + [_cell(shortcut.get(m, {}).get(g, empty), k) for g in ("shortcut_class", "other_classes")
                    for k in stats] + [shortcut[m]["reveals_shortcut"] if m in shortcut else ""]
+                + [gains.get(m, {}).get("saturated_left_out", "")]
+                + [round(stable[m][k], 6) if m in stable else "" for k in ("spearman_mean", "iou_top5_mean")]
+                + [stable[m]["n"] if m in stable else ""]
                 for m, r in rows.items()]
-    files = [draw_curves(ctx, pool, scores, rows, s, ctx.out / "trust_curves.png", gains, shortcut),
+    files = [draw_curves(ctx, pool, scores, rows, s, ctx.out / "trust_curves.png", gains, shortcut, stable),
              draw_sanity(ctx, san, pool, ctx.out / "sanity_check.png"),
              write_json(ctx.out / "trust.json", record),
              write_csv(ctx.out / "trust.csv", header, csv_rows)]
@@ -529,7 +670,7 @@ def task_trust(ctx) -> TrustResult:
                        methods={m: {metric: r[metric]["mean"] for metric in metrics.METRICS} |
                                 {f"{metric}_ci": [r[metric]["lo"], r[metric]["hi"]] for metric in metrics.METRICS} |
                                 {"sanity_check": r["sanity_check"]} for m, r in rows.items()},
-                       vs_random={m: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for m, v in gains.items()},
+                       vs_random={m: {g: [v[g]["lo"], v[g]["hi"]] for g in GAINS} for m, v in gains.items()},
                        shortcut_class=record["shortcut"]["class"],
                        shortcut={m: {"shortcut_class": v["shortcut_class"]["mean"],
                                      "other_classes": v["other_classes"]["mean"],

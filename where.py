@@ -184,7 +184,7 @@ def task_where(ctx) -> WhereResult:
     rows = -(-len(shown) // cols)
     fig, axes = draw.figure(rows, cols, cell=(1.6, 1.75),
                             title=f"Mean Grad-CAM map per class ({layer}; each map normalised to mass 1), "
-                                  f"{'images of ' + where_from + '/' if where_from != 'selected' else 'selected images'}")
+                                  f"{'images of the ' + where_from + ' split' if where_from != 'selected' else 'selected images'}")
     band = border_mask(size)
     for k, ax in enumerate(axes.flat):
         if k >= len(shown):
@@ -192,7 +192,8 @@ def task_where(ctx) -> WhereResult:
             continue
         c = shown[k]
         border = float((means[c] * band).sum() / max(means[c].sum(), 1e-30))
-        draw.show_map(ax, means[c], title=f"{ctx.class_names[c]} (n={int(counts[c])})\nborder {border:.2f}")
+        im = draw.show_map(ax, means[c], title=f"{ctx.class_names[c]} (n={int(counts[c])})\nborder {border:.2f}")
+        draw.colorbar(fig, im, ax, "")
     draw.layout(fig, top=0.5)
     files = [draw.save(fig, ctx.out / "where_classes.png")]
     return WhereResult(

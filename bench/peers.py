@@ -8,7 +8,7 @@ predictions, our settings' batch sizes and one thread count for everybody. Each 
 times, interleaved (ours, peer, ours, peer, ...); the median time is printed with the ratio peer / ours.
 Ours includes its one-time cost (fastpath.fast_fp32's BatchNorm folding for the gradient methods, fast_bf16's
 weight casting for the forward-only ones), and runs at the default run's precision: bf16 for the forward-only
-passes (occlusion, LIME) where the CPU computes it natively, fp32 for gradients. Peers get the same model
+passes (occlusion, LIME) and SmoothGrad's gradients where the CPU computes it natively, fp32 for IG. Peers get the same model
 object and, where they have one, our batch size:
   - Integrated Gradients, 64 steps, black baseline: captum IntegratedGradients (its default Gauss-Legendre
     rule), internal_batch_size = grad_batch_size, one image per call; ours: trapezoid rule over 65 points;
@@ -53,6 +53,7 @@ import lime_explain as L  # noqa: E402
 import occlusion as O  # noqa: E402
 import saliency as S  # noqa: E402
 import settings  # noqa: E402
+from explain import fast_model  # noqa: E402
 from fastpath import fast_bf16, fast_fp32  # noqa: E402
 from model import Preprocess, build_network, native_bf16  # noqa: E402
 
@@ -139,8 +140,9 @@ def pairs(model: nn.Module, x: torch.Tensor, t: np.ndarray, s: dict, bf16: bool
                                       n_steps=STEPS, internal_batch_size=gbs)[0].sum(0).detach().numpy()
                          for i in range(len(x))])
 
-    def ours_sg() -> np.ndarray:
-        return S.smoothgrad(fast_fp32(model), x, t, n=SG_N, sigma=SG_SIGMA, seed=0, batch_size=gbs)
+    def ours_sg() -> np.ndarray:   # as the pipeline runs it: BN folded, under bf16 autocast where the CPU has bf16
+        run = fast_model(model, torch.device("cpu"), "bf16" if bf16 else "fp32", forward_only=False)
+        return S.smoothgrad(run, x, t, n=SG_N, sigma=SG_SIGMA, seed=0, batch_size=gbs)
 
     def peer_sg() -> np.ndarray:
         nt = NoiseTunnel(Saliency(model))

@@ -126,13 +126,13 @@ def run_pipeline(data: Path, ckpt: Path, out: Path, device: str, best: dict[str,
     t0 = time.perf_counter()
     ctx = context.build(args)
     ctx.timings = []
-    budget.apply(ctx, tasks.default_tasks(), args.time_budget)   # as main.run does for the default list
+    budget.apply(ctx, tasks.default_tasks(), args.time_budget, args.probe_budget)   # as main.run does
     setup = time.perf_counter() - t0
     counter = PassCounter(ctx.model)
     if ctx.precision == "bf16":
         best = dict(best, forward=best.get("forward_bf16", best["forward"]))
         print(f"\nforward-only passes in bf16: efficiency against {best['forward']:.1f} img/s")
-    predicted = ctx.cache.get("budget_prediction", {})   # the planner's cost model, before its 25% margin
+    predicted = ctx.cache.get("budget_prediction", {})   # the planner's cost model, before its margin
     print(f"\n{'task':<13} {'seconds':>8} {'fwd img':>8} {'bwd img':>8} {'img/s':>7} {'efficiency':>10} "
           f"{'predicted':>9} {'peak GiB':>8}")
     print(f"{'setup':<13} {setup:>8.1f}")

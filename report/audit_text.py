@@ -17,7 +17,7 @@ def audit_section(run: Run) -> Section | None:
         rows = list(csv.DictReader(f))
     res = run.results.get("audit") if isinstance(run.results.get("audit"), dict) else {}
     names = run.class_names
-    s = Section("6. Audit of a whole split: right for the wrong reason?", refs=["selvaraju", "petsiuk"])
+    s = Section("7. Audit of a whole split: right for the wrong reason?", refs=["selvaraju", "petsiuk"])
     split, n = res.get("split", "the audited"), len(rows)
     grid, steps, border = res.get("grid", "?"), res.get("steps", "?"), res.get("border")
     s.paragraphs.append(

@@ -13,6 +13,7 @@ if __package__ in (None, ""):   # `python report/build.py DIR` as well as `pytho
 from report.render_html import write_html  # noqa: E402
 from report.render_pdf import write_pdf  # noqa: E402
 from records import ReportResult  # noqa: E402
+from report.opening import EXAMPLES  # noqa: E402
 from report.reading import read_json  # noqa: E402
 from report.sections import build_report  # noqa: E402
 
@@ -25,7 +26,8 @@ def build(out: Path, record: dict, in_run: bool = False) -> list[Path]:
     report = build_report(out, record, in_run)
     pdf = write_pdf(report, out, out / "report.pdf")
     html = write_html(report, out, out / "report.html", DATA_FILES)
-    return [pdf, html]
+    drawn = [out / EXAMPLES] if any(f.file == EXAMPLES for s in report.sections for f in s.figures) else []
+    return drawn + [pdf, html]
 
 
 def task_report(ctx) -> ReportResult:

@@ -44,13 +44,13 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"{r.images_phrase(short=True)}; the filter's mean activation above each map.")),
     "filter_examples.png": ("filters", "Filter dataset examples", lambda r, layer: (
         "Dataset examples (Olah et al. 2017): each visualised filter's optimised image (robust) beside the "
-        f"images of {(r.results.get('filters') or {}).get('examples_split') or 'the evaluation split'}/ with the "
+        f"images of the {(r.results.get('filters') or {}).get('examples_split') or 'evaluation'} split with the "
         "highest mean activation, the filter's activation map over each "
         f"({_layer_text(r, 'filters', layer, 'default layer')}).")),
     "where_classes.png": ("where", "Mean Grad-CAM map per class", lambda r, _: (
         "Each class's mean Grad-CAM map of the true class (each map divided by its mass first) over "
         + (f"{sum((r.results.get('where') or {}).get('class_images', {}).values())} images of "
-           f"{(r.results.get('where') or {}).get('class_split')}/ (the first of each class in listing order)"
+           f"the {(r.results.get('where') or {}).get('class_split')} split (the first of each class in listing order)"
            if (r.results.get('where') or {}).get('class_split') not in (None, 'selected') else "the selected images")
         + "; each panel gives the share of the mean map in the border band.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (

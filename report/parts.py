@@ -32,6 +32,7 @@ class Section:
     notes: list[str] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)   # keys of REFERENCES
+    html_tables: list[Table] = field(default_factory=list)   # report.html only (e.g. wall-clock timings)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def where_sentences(w: dict) -> list[str]:
                            + f" (its area share {fmt(area.get('mark'), 3)}).")
     shares = w.get("class_shares") or {}
     if shares:
-        where_from = (f"{sum(w.get('class_images', {}).values())} images of {w['class_split']}/"
+        where_from = (f"{sum(w.get('class_images', {}).values())} images of the {w['class_split']} split"
                       if w.get("class_split") != "selected" else "the selected images")
         key = "border" if "border" in next(iter(shares.values())) else "object"
         vals = {c: v[key] for c, v in shares.items() if isinstance(v.get(key), (int, float))}

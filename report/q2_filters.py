@@ -1,9 +1,14 @@
 """Section 2 (question 2): filter visualization, activations and dataset examples."""
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
+from dataset import parse_label
 from report.figures import figure, layer_figures
+from report.opening import read_looks
 from report.parts import Section
-from report.phrases import fmt, mean_of, natural_key
+from report.phrases import class_name, fmt, mean_of, natural_key
 from report.reading import Run
 
 
@@ -30,19 +35,28 @@ def filter_sentences(res: dict) -> list[str]:
     return out
 
 
-def example_sentences(res: dict) -> list[str]:
-    """Per layer: which images excite the filters most (dataset examples)."""
+def example_sentences(res: dict, names: list[str], looks: dict | None) -> list[str]:
+    """Per layer: the class mix of each filter's top-activating images, so what the filter responds to."""
+    look = {c["name"]: c["look"] for c in (looks or {}).get("classes", [])}
     out = []
     for layer, r in sorted((res.get("layers") or {}).items(), key=lambda kv: natural_key(kv[0])):
         ex = r.get("examples") if isinstance(r, dict) else None
         if not isinstance(ex, dict) or not ex:
             continue
         k = len(next(iter(ex.values())))
-        bits = "; ".join(f"#{f}: {', '.join(e['file'] for e in rows)} (mean {fmt(rows[0]['activation'], 2)} at most)"
-                         for f, rows in list(ex.items())[:4])
-        out.append(f"Dataset examples at layer {layer}: the {k} images of {res.get('examples_split') or 'the evaluation'}/ "
-                   f"({res.get('examples_images', '?')} scanned) with the highest mean activation of each filter, "
-                   f"shown in filter_examples.png beside the optimised images. For instance {bits}.")
+        bits = []
+        for f, rows in sorted(ex.items(), key=lambda kv: natural_key(str(kv[0]))):
+            labels = Counter(class_name(names, lb) for e in rows if (lb := parse_label(e["file"])) is not None)
+            if not labels:
+                continue
+            top, count = labels.most_common(1)[0]
+            what = f"{top}" + (f", the {look[top]}" if top in look else "")
+            bits.append(f"#{f} {count} of {len(rows)} {what}" if count > 1 else f"#{f} mixed ({len(labels)} classes)")
+        text = (f"At layer {layer}, the {k} images of the {res.get('examples_split') or 'evaluation'} split "
+                f"({res.get('examples_images', '?')} scanned) that excite each filter most show what it responds "
+                "to: " + "; ".join(bits) + ". A filter whose top images share a class responds to that class's "
+                "look; a mixed one to something several classes share.")
+        out.append(text)
     return out
 
 
@@ -57,7 +71,13 @@ def filters_section(run: Run) -> Section:
     if isinstance(res, dict):
         s.paragraphs.extend(filter_sentences(res))
     if isinstance(res, dict):
-        s.paragraphs.extend(example_sentences(res))
+        looks = read_looks(Path(str(run.record.get("data") or ""))) if run.record.get("demo") else None
+        s.paragraphs.extend(example_sentences(res, run.class_names, looks))
+    if run.exists("filter_activations.png"):
+        s.paragraphs.append(
+            "Bright frames along the edge of some activation maps come from the padding: each convolution pads its "
+            "input with zeros, so a filter that responds to a contrast fires where the image meets the padding, "
+            "whatever the food.")
     layers = (run.layers("filters") or "").split(", ")
     for base in ("filter_visualization.png", "filter_visualization_robust.png", "filter_activations.png",
                  "filter_examples.png"):

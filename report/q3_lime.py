@@ -1,11 +1,13 @@
 """Section 3 (question 3): LIME per class and the confusion matrix."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from report.figures import figure
+from report.opening import read_looks
 from report.parts import Section, Table
 from report.phrases import fmt, join_names
 from report.reading import Run
@@ -74,33 +76,38 @@ def why_sentences(names: list[str], counts: np.ndarray, where: Any, k: int = 3) 
                        "Both classes of each pair are explained by the object itself, so what they share is on the "
                        "object (its shape, colour or texture), not in the background." if key == "object" else
                        "Where both classes of a pair keep their mass in the centre, the shared cue is on the food."))
-    mark = w.get("class_mark") or {}
-    ratio = {c: v["share"] / v["area"] for c, v in mark.items()
-             if isinstance(v.get("share"), (int, float)) and v.get("area")}
-    # the class the mark helps most (accuracy with it minus without), else the one whose maps hold most of it
-    gain = {c: a["with"] - a["without"] for c, a in (w.get("mark_accuracy") or {}).items()
-            if c in ratio and isinstance(a.get("with"), (int, float)) and isinstance(a.get("without"), (int, float))}
-    if ratio:
-        top = max(gain, key=gain.get) if gain else max(ratio, key=ratio.get)
-        rest = [v["share"] for c, v in mark.items() if c != top and isinstance(v.get("share"), (int, float))]
-        text = (f"The planted mark: the class it helps most is {top}. On marked images, Grad-CAM puts "
-                f"{fmt(mark[top]['share'], 3)} of its mass on the mark "
-                f"for {top} ({fmt(ratio[top], 1)}x the mark's area share of {fmt(mark[top]['area'], 3)})"
-                + (f", against {fmt(float(np.mean(rest)), 3)} on average for the other classes" if rest else "") + ".")
-        acc = (w.get("mark_accuracy") or {}).get(top) or {}
-        if isinstance(acc.get("with"), (int, float)) and isinstance(acc.get("without"), (int, float)):
-            text += (f" {top}'s accuracy is {fmt(acc['with'], 2)} on its {acc['n_with']} marked images and "
-                     f"{fmt(acc['without'], 2)} on its {acc['n_without']} unmarked ones.")
-        pred = (w.get("mark_predicted") or {}).get(top)
-        if isinstance(pred, (int, float)):
-            text += f" Of all marked images, {fmt(100 * pred, 0)}% are predicted as {top}: the model leans on the mark."
-        out.append(text)
     lime = (w.get("methods") or {}).get("lime") or {}
     if isinstance(lime.get(key), (int, float)) and (w.get("area") or {}).get(key):
         out.append(f"LIME's positive weight on the selected images lies {fmt(lime[key], 2)} "
                    f"{'on the object' if key == 'object' else 'in the centre'} (area {fmt(w['area'][key], 2)})"
                    + (f" and {fmt(lime['mark'], 3)} on the mark" if isinstance(lime.get("mark"), (int, float)) else "")
                    + "; lime_classes.png shows each class's most confident right and wrong image.")
+    return out
+
+
+def pair_sentences(names: list[str], counts: np.ndarray, looks: dict) -> list[str]:
+    """Class by class from the demo's looks: each look-alike pair's two cells, then the classes with no partner."""
+    totals = counts.sum(1)
+    idx = {n: i for i, n in enumerate(names)}
+    acc = {n: counts[i, i] / totals[i] for n, i in idx.items() if totals[i]}
+    out = []
+    for a, b, what in looks.get("pairs") or []:
+        if a not in idx or b not in idx:
+            continue
+        i, j = idx[a], idx[b]
+        out.append(f"{a} and {b} are a planted look-alike pair (they differ only in {what}): {int(counts[i, j])} of "
+                   f"{int(totals[i])} {a} images are called {b} and {int(counts[j, i])} of {int(totals[j])} {b} "
+                   f"images {a}; accuracy {fmt(acc.get(a), 2)} and {fmt(acc.get(b), 2)}.")
+    alone = [c["name"] for c in looks.get("classes") or [] if not c.get("partner") and c["name"] in acc]
+    stamp = (looks.get("stamp") or {}).get("class")
+    clean = [n for n in alone if n != stamp]
+    if clean:
+        out.append("The classes with no look-alike partner do best: " + ", ".join(
+            f"{n} {fmt(acc[n], 2)}" for n in sorted(clean, key=lambda n: -acc[n]))
+            + ". Their look is unique, so nothing else in the data resembles them.")
+    if stamp in alone and clean and acc[stamp] < min(acc[n] for n in clean):
+        out.append(f"{stamp} has no look-alike partner either, but reaches only {fmt(acc[stamp], 2)}: it leans on the "
+                   "planted stamp instead of its object (section 5).")
     return out
 
 
@@ -159,6 +166,9 @@ def lime_section(run: Run) -> Section:
         res = run.results.get("confusion") or {}
         s.paragraphs.extend(confusion_sentences(cm[0], cm[1], res.get("split")))
         s.paragraphs.extend(why_sentences(cm[0], cm[1], run.results.get("where")))
+        looks = read_looks(Path(str(run.record.get("data") or ""))) if run.record.get("demo") else None
+        if looks:
+            s.paragraphs.extend(pair_sentences(cm[0], cm[1], looks))
         s.tables.append(confusion_table(*cm))
     else:
         s.notes.append("confusion_matrix.csv is not in this output folder (task confusion not run or skipped): "

@@ -42,7 +42,7 @@ def render_html(report: Report, out: Path, data_files: list[str]) -> str:
         parts.append(f"<section id=\"s{k}\"><h2>{escape(section.title)}</h2>\n")
         parts += [f"<p>{escape(p)}</p>\n" for p in section.paragraphs]
         parts += [f"<p class=\"note\">Note: {escape(n)}</p>\n" for n in section.notes]
-        parts += [_table(t) for t in section.tables]
+        parts += [_table(t) for t in section.tables + section.html_tables]
         for fig in section.figures:
             if (out / fig.file).is_file():
                 parts.append(f"<figure><a href=\"{escape(fig.file)}\"><img src=\"{escape(fig.file)}\" "

@@ -10,11 +10,13 @@ from typing import Callable
 
 from report.appendix import appendix_section
 from report.audit_text import audit_section
+from report.opening import opening_section
 from report.parts import Report, Section
 from report.q1_saliency import saliency_section
 from report.q2_filters import filters_section
 from report.q3_lime import lime_section
 from report.q4_further import further_section
+from report.shortcut import shortcut_section
 from report.reading import Run
 from report.trust_text import trust_section
 
@@ -31,11 +33,13 @@ def safe(make: Callable[[Run], Section], run: Run, title: str) -> Section:
 def build_report(out: Path, record: dict, in_run: bool = False) -> Report:
     """All sections for one output folder and run record (in_run: built by the run's own report task)."""
     run = Run(Path(out), record or {})
-    sections = [safe(saliency_section, run, "1. Saliency maps"), safe(filters_section, run, "2. Filters"),
+    sections = [safe(opening_section, run, "0. The data and the model"),
+                safe(saliency_section, run, "1. Saliency maps"), safe(filters_section, run, "2. Filters"),
                 safe(lime_section, run, "3. LIME and the confusion matrix"),
-                safe(further_section, run, "4. Further methods"), safe(trust_section, run, "5. Trust"),
+                safe(further_section, run, "4. Further methods"), safe(shortcut_section, run, "5. The shortcut"),
+                safe(trust_section, run, "6. Trust"),
                 safe(lambda r: appendix_section(r, in_run), run, "Appendix: reproducibility")]
-    audit = safe(lambda r: audit_section(r) or Section(""), run, "6. Audit")   # only when the run wrote audit.csv
+    audit = safe(lambda r: audit_section(r) or Section(""), run, "7. Audit")   # only when the run wrote audit.csv
     if audit.title:
         sections.insert(-1, audit)
     arch = record.get("arch") if record else None

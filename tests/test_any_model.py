@@ -25,6 +25,7 @@ import model
 import occlusion
 import seeds
 import settings
+import tasks
 from errors import UserError
 from outputs import load_maps
 
@@ -375,10 +376,10 @@ def test_planner_counts_what_the_data_runs(tmp_path, capsys, monkeypatch):
     assert budget.passes("occlusion", s, 1, 11, 0, size=224)[0] == 18 ** 2
     data = photos(tmp_path / "p", [(40, 40)] * 2)
     ctx = build(tmp_path, "--data", str(data), "--arch", "hw3", "--width", "0.125", "--allow-random-weights")
-    skipped = budget.will_skip(ctx, main.tasks.default_tasks())
+    skipped = budget.will_skip(ctx, tasks.default_tasks())
     assert set(skipped) == {"confusion", "lime_classes"} and "not a Food-11 tree" in skipped["confusion"]
-    monkeypatch.setattr(budget, "WARN_SECONDS", 0.0)
-    budget.apply(ctx, main.tasks.default_tasks(), None)
+    monkeypatch.setattr(budget, "DEFAULT_SECONDS", 0.01)
+    budget.apply(ctx, tasks.default_tasks(), None)
     err = capsys.readouterr().err
     assert "(skipped: confusion, lime_classes)" in err
     assert "confusion" not in ctx.cache["budget_prediction"] and "classviz" in ctx.cache["budget_prediction"]

@@ -93,5 +93,20 @@ def test_report_without_masks_measures_centre_border_and_examples(tmp_path):
     q2 = text[text.index("2. Filter visualization"):text.index("3. LIME per class")]
     assert "in the border band" in q1 and "Mass in the border band against its area" in q1
     assert "where_classes.png" in q1
-    assert "Dataset examples at layer" in q2 and "filter_examples.png" in q2.replace(" ", "")
+    assert "that excite each filter most show what it responds to" in q2
+    assert "filter_examples.png" in q2.replace(" ", "")
     assert "object" not in q1.split("Mass in the border band")[1][:200]
+
+
+def test_demo_opening_names_every_look_and_q3_every_planted_pair(pipeline_run):
+    record = json.loads((pipeline_run / "run.json").read_text())
+    looks = json.loads((Path(record["data"]) / "classes.json").read_text())
+    text, _, _ = pdf_text(pipeline_run / "report.pdf")
+    opening = text[text.index("0. The data and the model"):text.index("1. Saliency maps")]
+    squeezed = opening.replace(" ", "")
+    for c in looks["classes"]:
+        assert c["look"].replace(" ", "") in squeezed, f"the opening does not describe {c['name']}: {c['look']}"
+    assert "synthetic" in opening and "stamp" in opening
+    q3 = text[text.index("3. LIME per class"):text.index("4. Further methods")]
+    for a, b, what in looks["pairs"]:
+        assert f"{a} and {b} are a planted look-alike pair (they differ only in {what})" in q3

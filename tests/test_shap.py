@@ -130,10 +130,10 @@ def test_bad_input_is_a_user_error(demo_ctx):
 
 
 def test_planner_counts_and_scales_shap():
-    """The cost model counts images x max_evals forward passes; scaling never goes below 500 evaluations."""
+    """The cost model counts images x max_evals forward passes; scaling never goes below 200 evaluations."""
     s = dict(settings.resolve("cpu"), shap_max_evals=800)
     assert budget.passes("shap", s, 4, 11, 0) == (4 * 800, 0)
-    assert budget.scaled(s, 0.5)["shap_max_evals"] == 500 and budget.scaled(s, 0.01)["shap_max_evals"] == 500
+    assert budget.scaled(s, 0.5)["shap_max_evals"] == 400 and budget.scaled(s, 0.01)["shap_max_evals"] == 200
     assert budget.scaled(s, 0.9)["shap_max_evals"] == 720
     assert settings.DEFAULTS["shap_max_evals"] >= 500
 
