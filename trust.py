@@ -475,7 +475,7 @@ def _table(ax, heads: list[str], text: list[list[str]], labels: list[str]):
     ax.axis("off")
     t = ax.table(cellText=text, rowLabels=labels, colLabels=heads, cellLoc="center", bbox=[0.2, 0.0, 0.8, 0.92])
     t.auto_set_font_size(False)
-    t.set_fontsize(5.0)
+    t.set_fontsize(6.0)
     return t
 
 
@@ -517,7 +517,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
         ax.set_xlabel(f"fraction of pixels {xlabel}", fontsize=6.5)
         ax.set_ylabel("p(explained class)", fontsize=6.5)
         ax.set_title(f"{'MoRF' if mode == 'deletion' else 'insertion'} ({better} AUC = better)", fontsize=7)
-        ax.legend(fontsize=4.5, loc="upper right" if mode == "deletion" else "lower right")
+        ax.legend(fontsize=6, loc="upper right" if mode == "deletion" else "lower right")
     gs = axes[1, 0].get_gridspec()
     for ax in axes[1:].flat:
         ax.remove()
@@ -552,7 +552,7 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
     return draw.save(fig, path)
 
 
-def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_steps: int = 9) -> Path:
+def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_steps: int = 5) -> Path:
     """sanity_check.png: the cascade of |maps| for the first sanity image and the mean Spearman curves."""
     import draw
 
@@ -561,7 +561,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     if len(steps) > max_steps + 1:   # keep the original, the last and evenly spaced steps between
         steps = sorted(set(np.linspace(0, len(layers) - 1, max_steps + 1).round().astype(int).tolist()))
     methods = list(san["maps"])
-    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.45, 1.5), extra_width=0.6,
+    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.0, 1.2), extra_width=0.6,
                             title="Sanity check (Adebayo et al. 2018): maps as the network's layers are re-initialised "
                                   "from the output down (each |map| scaled to its own 99.5th percentile)")
     img = pool["images"][0]
@@ -569,6 +569,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     p = pool["probs"][0]
     draw.show_image(axes[0, 0], img, draw.caption(pool["files"][0], ctx.class_names, t, int(p.argmax()),
                                                   float(p.max()), int(pool["labels"][0])))
+    axes[0, 0].title.set_fontsize(7)
     for ax in axes[1:len(methods), 0]:
         ax.axis("off")
     for r, m in enumerate(methods):
@@ -602,7 +603,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     curve.set_title(f"rank correlation with the trained model's map (mean over {len(san['files'])} image(s)"
                     f"{', band = min..max' if len(san['files']) > 1 else ''}); Grad-CAM at {san['gradcam_layer']}",
                     fontsize=8)
-    curve.legend(fontsize=7, loc="lower left", ncol=5)
+    curve.legend(fontsize=7, loc="lower left", ncol=3)
     draw.layout(fig)
     return draw.save(fig, path)
 

@@ -180,9 +180,9 @@ def task_where(ctx) -> WhereResult:
                                 "area": _nanmean(carea["mark"][has]) if has.any() else None}
 
     shown = [c for c in range(ctx.num_classes) if counts[c]]
-    cols = min(6, max(1, len(shown)))
+    cols = min(4, max(1, len(shown)))   # four a row: titles and colour bars fit A4 at full size
     rows = -(-len(shown) // cols)
-    fig, axes = draw.figure(rows, cols, cell=(1.6, 1.75),
+    fig, axes = draw.figure(rows, cols, cell=(1.7, 1.9),
                             title=f"Mean Grad-CAM map per class ({layer}; each map normalised to mass 1), "
                                   f"{'images of the ' + where_from + ' split' if where_from != 'selected' else 'selected images'}")
     band = border_mask(size)

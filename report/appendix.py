@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 from report.parts import Section, Table
-from report.phrases import flatten
 from report.reading import Run
 
 
@@ -47,10 +46,9 @@ def appendix_section(run: Run, in_run: bool) -> Section:
         if in_run and "report" not in timings:
             trows.append(["report", "-", "this report (still running when the table was written)"])
         s.html_tables.append(Table(["task", "seconds", "files or note"], trows, "Per-task wall time (run.json)"))
-    if r.get("budget"):      # the opt-in time-budget planner's changes
-        rows = [[k, v] for k, v in flatten(r["budget"])][:24]
-        if rows:
-            s.tables.append(Table(["quantity", "value"], rows, "Time-budget planner: settings it changed"))
+    changes = (r.get("budget") or {}).get("changes") or []
+    if changes:      # what the time-budget planner scaled down; a model that fits changes nothing
+        s.tables.append(Table(["change"], [[str(c)] for c in changes], "Time-budget planner: settings it changed"))
     return s
 
 

@@ -19,6 +19,7 @@ from errors import ExplainInputError
 from outputs import load_maps
 
 FEW = 60   # evaluations for the tests that only need shap's mechanics, not a converged map
+FIXED = {"masker": None, "round_size": 64}   # the blur masker and shap's round size, as settings.py sets them
 
 
 def _probs(model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
@@ -71,8 +72,8 @@ def test_order_independent_and_global_state_restored(demo_ctx):
     x, t, keys = demo_ctx.images[:2], demo_ctx.targets()[:2], demo_ctx.files[:2]
     np.random.seed(123)
     state = np.random.get_state()[1].copy()
-    both = S.shap_attribution(demo_ctx.model, x, t, keys=keys, max_evals=FEW)
-    alone = S.shap_attribution(demo_ctx.model, x[1:], t[1:], keys=keys[1:], max_evals=FEW)
+    both = S.shap_attribution(demo_ctx.model, x, t, keys=keys, max_evals=FEW, **FIXED)
+    alone = S.shap_attribution(demo_ctx.model, x[1:], t[1:], keys=keys[1:], max_evals=FEW, **FIXED)
     np.testing.assert_array_equal(both.maps[1], alone.maps[0])
     np.testing.assert_array_equal(np.random.get_state()[1], state)
     assert S.image_seed(0, keys[0]) != S.image_seed(0, keys[1]) != S.image_seed(1, keys[1])
@@ -92,8 +93,8 @@ def test_logits_are_explained_through_softmax(demo_ctx):
         def forward(self, v: torch.Tensor) -> torch.Tensor:
             return self.m(v) + 7.0
 
-    r = S.shap_attribution(demo_ctx.model, x, t, max_evals=FEW)
-    shifted = S.shap_attribution(Shifted(demo_ctx.model), x, t, max_evals=FEW)
+    r = S.shap_attribution(demo_ctx.model, x, t, max_evals=FEW, **FIXED)
+    shifted = S.shap_attribution(Shifted(demo_ctx.model), x, t, max_evals=FEW, **FIXED)
     with torch.inference_mode():
         logits = demo_ctx.model(x)
     p = torch.softmax(logits, 1)[0, int(t[0])].item()
@@ -114,7 +115,7 @@ def test_mass_on_the_object(demo_ctx, gt_batch):
     ok = [i for i, f in enumerate(files) if f.rsplit(".", 1)[0] + ".png" not in marked]
     pick = [next(i for i in ok if labels[i] == c) for c in sorted({int(labels[i]) for i in ok})][:6]
     r = S.shap_attribution(demo_ctx.model, images[pick], labels[pick], keys=[files[i] for i in pick],
-                           max_evals=demo_ctx.settings["shap_max_evals"])
+                           max_evals=demo_ctx.settings["shap_max_evals"], **FIXED)
     ratio = np.array([metrics.mass_in_mask(m, masks[i]) / masks[i].mean() for m, i in zip(r.maps, pick)])
     assert len(pick) == 6 and (ratio >= 2).all(), ratio
 
@@ -123,9 +124,9 @@ def test_bad_input_is_a_user_error(demo_ctx):
     """A wrong number of targets and an inpainting masker are one-line input errors."""
     x = demo_ctx.images[:2]
     with pytest.raises(ExplainInputError, match="1 targets .* for 2 images"):
-        S.shap_attribution(demo_ctx.model, x, [0], max_evals=FEW)
+        S.shap_attribution(demo_ctx.model, x, [0], max_evals=FEW, **FIXED)
     with pytest.raises(ExplainInputError, match="blur"):
-        S.shap_attribution(demo_ctx.model, x, [0, 1], max_evals=FEW, masker="inpaint_telea")
+        S.shap_attribution(demo_ctx.model, x, [0, 1], max_evals=FEW, masker="inpaint_telea", round_size=64)
     assert S.check_masker(" blur( 5,7) ") == "blur(5,7)"
 
 
