@@ -561,7 +561,7 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     if len(steps) > max_steps + 1:   # keep the original, the last and evenly spaced steps between
         steps = sorted(set(np.linspace(0, len(layers) - 1, max_steps + 1).round().astype(int).tolist()))
     methods = list(san["maps"])
-    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.0, 1.2), extra_width=0.6,
+    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.0, 1.0), extra_width=0.6,
                             title="Sanity check (Adebayo et al. 2018): maps as the network's layers are re-initialised "
                                   "from the output down (each |map| scaled to its own 99.5th percentile)")
     img = pool["images"][0]

@@ -180,9 +180,9 @@ def task_where(ctx) -> WhereResult:
                                 "area": _nanmean(carea["mark"][has]) if has.any() else None}
 
     shown = [c for c in range(ctx.num_classes) if counts[c]]
-    cols = min(4, max(1, len(shown)))   # four a row: titles and colour bars fit A4 at full size
+    cols = min(6, max(1, len(shown)))   # six a row at 1.15 in: titles and colour bars fit A4's width at full size
     rows = -(-len(shown) // cols)
-    fig, axes = draw.figure(rows, cols, cell=(1.7, 1.9),
+    fig, axes = draw.figure(rows, cols, cell=(1.15, 1.45),
                             title=f"Mean Grad-CAM map per class ({layer}; each map normalised to mass 1), "
                                   f"{'images of the ' + where_from + ' split' if where_from != 'selected' else 'selected images'}")
     band = border_mask(size)
@@ -192,7 +192,8 @@ def task_where(ctx) -> WhereResult:
             continue
         c = shown[k]
         border = float((means[c] * band).sum() / max(means[c].sum(), 1e-30))
-        im = draw.show_map(ax, means[c], title=f"{ctx.class_names[c]} (n={int(counts[c])})\nborder {border:.2f}")
+        im = draw.show_map(ax, means[c], title=f"{ctx.class_names[c]}\nn={int(counts[c])}, border {border:.2f}")
+        ax.title.set_fontsize(6.5)
         draw.colorbar(fig, im, ax, "")
     draw.layout(fig, top=0.5)
     files = [draw.save(fig, ctx.out / "where_classes.png")]
