@@ -44,7 +44,8 @@ from model import device_of
 from records import AuditResult
 
 COLUMNS = ["index", "file", "label", "pred", "confidence", "correct", "deletion_auc", "border_mass", "spot_mass",
-           "typical_mass", "cluster", "suspicion", "suspicion_rank", "object_mass", "mark_mass", "has_mark"]
+           "typical_mass", "cluster", "suspicion", "gradcam_rank", "ig_spot_mass", "spot_drop", "rescore", "suspicion_rank",
+           "object_mass", "mark_mass", "has_mark"]
 RAY_PROBE_TIMEOUT_S = 5.0   # joining --ray-address: the TCP probe, then at most RAY_JOIN_RETRIES ~1 s GCS retries,
 RAY_JOIN_RETRIES = 6        # so a run that cannot join ends within 30 s, start-up included
 
@@ -311,6 +312,77 @@ def summarise(rows: AuditRows, num_classes: int, clusters: int, seed: int, windo
     return AuditSummary(means, counts, cluster, sizes, spot, typical, score, rank)
 
 
+# ---------------------------------------------------------------- the second look at the top candidates
+
+@dataclass
+class Rescore:
+    """The second look at the Grad-CAM ranking's top candidates (listing indices), with its cost."""
+
+    index: np.ndarray           # int64 K listing indices of the candidates, in Grad-CAM rank order
+    ig_spot: np.ndarray         # float64 K largest share of the positive IG map in one spot block
+    spot_drop: np.ndarray       # float64 K fall of the predicted probability when that block is blurred (>= 0)
+    score: np.ndarray           # float64 K confidence x ig_spot x spot_drop
+    seconds: float
+
+
+def block_box(r: int, c: int, window: int, grid: int, height: int, width: int) -> tuple[slice, slice]:
+    """The pixel rows and columns of the window x window block of grid cells whose top-left cell is (r, c)."""
+    return (slice(round(r * height / grid), round((r + window) * height / grid)),
+            slice(round(c * width / grid), round((c + window) * width / grid)))
+
+
+def ig_spots(model: nn.Module, x: torch.Tensor, pred: np.ndarray, *, steps: int, window: int, grid: int,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """IG of the predicted class (blurred baseline), positive part pooled to grid x grid cells: the largest share in
+    one window x window block, and that block's top-left cell (K x 2)."""
+    maps, _ = saliency.integrated_gradients(model, x, pred, steps=steps, baseline="blurred", batch_size=batch_size)
+    cells = F.adaptive_avg_pool2d(torch.from_numpy(np.clip(maps, 0, None)).float()[:, None], grid)[:, 0]
+    pooled = F.avg_pool2d(torch.from_numpy(normalised(cells.numpy()))[:, None], window, stride=1)[:, 0] * window ** 2
+    flat = pooled.reshape(len(pooled), -1)
+    best = flat.argmax(1).numpy()
+    side = pooled.shape[-1]
+    return flat.amax(1).numpy().astype(np.float64), np.stack([best // side, best % side], 1)
+
+
+def spot_drop(model: nn.Module, x: torch.Tensor, pred: np.ndarray, conf: np.ndarray, corners: np.ndarray, *,
+              window: int, grid: int, batch_size: int) -> np.ndarray:
+    """Fall of the predicted probability (clipped at 0) when each image's block is replaced by its blurred copy."""
+    import imageops
+
+    cut = x.clone()
+    soft = imageops.blurred(x)
+    for k, (r, c) in enumerate(corners):
+        rows, cols = block_box(int(r), int(c), window, grid, x.shape[-2], x.shape[-1])
+        cut[k, :, rows, cols] = soft[k, :, rows, cols]
+    probs = []
+    with torch.inference_mode():
+        for part, n in _padded(cut, batch_size):
+            probs.append(torch.softmax(model(part.to(device_of(model))).float(), 1)[:n].cpu())
+    p = torch.cat(probs).double().numpy()[np.arange(len(pred)), pred]
+    return np.clip(np.asarray(conf, dtype=np.float64) - p, 0.0, None)
+
+
+def rescore(model: nn.Module, x: torch.Tensor, pred: np.ndarray, conf: np.ndarray, index: np.ndarray, *,
+            steps: int, window: int, grid: int, batch_size: int) -> Rescore:
+    """IG spot and spot drop of the candidates x (fp32 [0,1] RGB, at listing indices `index`)."""
+    t0 = time.perf_counter()
+    spot, corners = ig_spots(model, x, pred, steps=steps, window=window, grid=grid, batch_size=batch_size)
+    drop = spot_drop(model, x, pred, conf, corners, window=window, grid=grid, batch_size=batch_size)
+    return Rescore(np.asarray(index, dtype=np.int64), spot, drop, np.asarray(conf, dtype=np.float64) * spot * drop,
+                   time.perf_counter() - t0)
+
+
+def reranked(rank: np.ndarray, second: Rescore) -> np.ndarray:
+    """Ranks after the second look: the candidates first, by their new score (ties by Grad-CAM rank), then every
+    other image in its Grad-CAM order."""
+    order = list(second.index[np.lexsort((rank[second.index], -second.score))])
+    chosen = set(order)
+    order += [int(i) for i in np.argsort(rank, kind="stable") if int(i) not in chosen]
+    new = np.empty(len(rank), dtype=np.int64)
+    new[np.asarray(order, dtype=np.int64)] = np.arange(1, len(rank) + 1)
+    return new
+
+
 # ---------------------------------------------------------------- reading a split
 
 def load_masks(cfg: AuditConfig, images: dataset.ImageSet, indices: np.ndarray
@@ -536,15 +608,20 @@ def _g6(x: float) -> str:
     return "" if not np.isfinite(x) else f"{float(x):.6g}"
 
 
-def csv_rows(files: list[str], rows: AuditRows, summ: AuditSummary) -> list[list[Any]]:
-    """audit.csv's rows (COLUMNS), one per image in listing order."""
+def csv_rows(files: list[str], rows: AuditRows, summ: AuditSummary, second: Rescore, final: np.ndarray
+             ) -> list[list[Any]]:
+    """audit.csv's rows (COLUMNS), one per image in listing order; the second look's columns are empty outside
+    its candidates."""
     out = []
     correct = rows.correct
+    look = {int(i): k for k, i in enumerate(second.index)}
     for i, f in enumerate(files):
+        k = look.get(i)
+        extra = ["", "", ""] if k is None else [_g6(second.ig_spot[k]), _g6(second.spot_drop[k]), _g6(second.score[k])]
         out.append([i, f, int(rows.label[i]), int(rows.pred[i]), _g6(rows.confidence[i]),
                     "" if correct[i] < 0 else int(correct[i]), _g6(rows.deletion_auc[i]), _g6(rows.border_mass[i]),
                     _g6(summ.spot_mass[i]), _g6(summ.typical_mass[i]), int(summ.cluster[i]), _g6(summ.suspicion[i]),
-                    int(summ.rank[i]), _g6(rows.object_mass[i]), _g6(rows.mark_mass[i]),
+                    int(summ.rank[i]), *extra, int(final[i]), _g6(rows.object_mass[i]), _g6(rows.mark_mass[i]),
                     "" if rows.has_mark[i] < 0 else int(rows.has_mark[i])])
     return out
 
@@ -557,6 +634,18 @@ def config(ctx, split: str) -> AuditConfig:
                        resize=ctx.resize, batch_size=int(s["eval_batch_size"]), grid=int(s["audit_grid"]), steps=int(s["audit_steps"]),
                        border=float(s["audit_border"]), seed=ctx.seed, layer=ctx.gradcam_layer(),
                        precision=ctx.precision, threads=torch.get_num_threads(), workers=int(s["loader_workers"]))
+
+
+def second_look(ctx, split: str, rows: AuditRows, rank: np.ndarray) -> Rescore:
+    """Rescore the Grad-CAM ranking's top `audit_rescore` images with IG (in this process, whatever the engine)."""
+    s = ctx.settings
+    cand = np.argsort(rank, kind="stable")[:min(int(s["audit_rescore"]), len(rank))]
+    imgs = dataset.open_split(ctx.data, split)
+    x = torch.stack([as_float(dataset.decode_uint8(imgs.paths[int(i)], ctx.input_size, ctx.cv2_mode, ctx.resize))
+                     for i in cand]) if len(cand) else torch.zeros(0, 3, ctx.input_size, ctx.input_size)
+    steps = int(s["audit_ig_steps"])
+    return rescore(ctx.model, x, rows.pred[cand], rows.confidence[cand], cand, steps=steps,
+                   window=int(s["audit_spot"]), grid=int(s["audit_grid"]), batch_size=steps + 1)
 
 
 def task_audit(ctx) -> AuditResult:
@@ -577,11 +666,14 @@ def task_audit(ctx) -> AuditResult:
     files = dataset.open_split(ctx.data, split).files
     s = ctx.settings
     summ = summarise(rows, ctx.num_classes, int(s["audit_clusters"]), ctx.seed, int(s["audit_spot"]))
-    top = np.argsort(summ.rank)[:int(s["audit_top"])]
+    second = second_look(ctx, split, rows, summ.rank)
+    final = reranked(summ.rank, second)
+    top = np.argsort(final)[:int(s["audit_top"])]
+    first_top = np.argsort(summ.rank)[:int(s["audit_top"])]
     marked = rows.has_mark >= 0
-    written = [write_csv(ctx.out / "audit.csv", COLUMNS, csv_rows(files, rows, summ)),
+    written = [write_csv(ctx.out / "audit.csv", COLUMNS, csv_rows(files, rows, summ, second, final)),
                save_maps(ctx.out, "audit", rows.maps, files, rows.pred, rows.pred)]
-    written.append(draw_audit(ctx, split, files, rows, summ, top, ctx.out / "audit.png"))
+    written.append(draw_audit(ctx, split, files, rows, summ, second, top, ctx.out / "audit.png"))
     return AuditResult(
         files=written, precision=ctx.precision, split=split, images=len(files), engine=engine,
         seconds=round(seconds, 3), layer=cfg.layer, grid=cfg.grid, steps=cfg.steps, border=cfg.border,
@@ -590,41 +682,71 @@ def task_audit(ctx) -> AuditResult:
         mean_border_mass=float(rows.border_mass.mean()), mean_deletion_auc=float(rows.deletion_auc.mean()),
         top_files=[files[i] for i in top],
         top_marked=int((rows.has_mark[top] == 1).sum()) if marked.all() else None,
+        gradcam_top_marked=int((rows.has_mark[first_top] == 1).sum()) if marked.all() else None,
+        rescored=len(second.index), ig_steps=int(s["audit_ig_steps"]), rescore_seconds=round(second.seconds, 3),
         marked_share=float((rows.has_mark == 1).mean()) if marked.all() else None,
         class_counts=summ.class_counts.tolist(), cluster_sizes=summ.cluster_sizes)
 
 
-def draw_audit(ctx, split: str, files: list[str], rows: AuditRows, summ: AuditSummary, top: np.ndarray,
-               path: Path) -> Path:
-    """audit.png: the most suspicious images with their maps, then every class's mean map."""
+def draw_audit(ctx, split: str, files: list[str], rows: AuditRows, summ: AuditSummary, second: Rescore,
+               top: np.ndarray, path: Path) -> Path:
+    """audit.png: each most suspicious image in colour beside its Grad-CAM overlay, then every class's mean map."""
+    import textwrap
+
     import draw
 
-    ncols = 8
-    top_rows = -(-len(top) // ncols)
+    pairs, ncols = 4, 8
+    top_rows = -(-len(top) // pairs)
     mean_rows = -(-ctx.num_classes // ncols)
-    fig, axes = draw.figure(top_rows + mean_rows, ncols, cell=(1.9, 2.2),
+    fig, axes = draw.figure(top_rows + mean_rows, ncols, cell=(0.875, 1.14),
                             title=f"Audit of {split}/ ({len(files)} images): the {len(top)} most suspicious "
-                                  f"predictions (Grad-CAM of the predicted class), then each class's mean map")
+                                  "predictions beside their Grad-CAM maps, then each class's mean map")
     imgs = dataset.open_split(ctx.data, split)
     names = ctx.class_names
+    look = {int(i): k for k, i in enumerate(second.index)}
+    wrap = lambda text: textwrap.fill(textwrap.shorten(text, 40, placeholder="..."), 16)  # noqa: E731
     for k, i in enumerate(top):
-        ax = axes[k // ncols, k % ncols]
+        left, right = axes[k // pairs, 2 * (k % pairs)], axes[k // pairs, 2 * (k % pairs) + 1]
         x = dataset.decode_uint8(imgs.paths[i], ctx.input_size, ctx.cv2_mode, ctx.resize).float() / 255.0
         up = F.interpolate(torch.from_numpy(rows.maps[i])[None, None], size=(ctx.input_size,) * 2, mode="bilinear",
                            align_corners=False)[0, 0].numpy()
         lb = int(rows.label[i])
-        title = f"#{k + 1} {files[i]}\n" + (f"true {names[lb][:12]}\n" if lb >= 0 else "") + \
-            f"pred {names[int(rows.pred[i])][:12]} {rows.confidence[i]:.2f}\nsusp. {summ.suspicion[i]:.3f}" + \
-            (" MARK" if rows.has_mark[i] == 1 else "")
-        draw.show_overlay(ax, x, draw.normalize(up), title=title, vrange=(0.0, 1.0))
-    for k in range(len(top), top_rows * ncols):
+        draw.show_image(left, x, title=f"#{k + 1} {files[i]}\n" + wrap(f"true {names[lb]}" if lb >= 0 else ""))
+        if rows.has_mark[i] == 1:   # graded with the demo's mark masks, never read by the score
+            left.text(0.03, 0.04, "stamp", transform=left.transAxes, fontsize=6, va="bottom",
+                      bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none", alpha=0.85))
+        score = second.score[look[int(i)]] if int(i) in look else summ.suspicion[i]
+        im = draw.show_overlay(right, x, draw.normalize(up), vrange=(0.0, 1.0),
+                               title=wrap(f"pred {names[int(rows.pred[i])]}") +
+                               f"\np {rows.confidence[i]:.2f}\nscore {score:.2f}")
+        left.title.set_fontsize(6.5)
+        right.title.set_fontsize(6.5)
+    for k in range(len(top) * 2, top_rows * ncols):
         axes[k // ncols, k % ncols].axis("off")
+    vmax = float(summ.class_means.max()) or 1.0
+    spare = []
     for c in range(mean_rows * ncols):
         ax = axes[top_rows + c // ncols, c % ncols]
         if c >= ctx.num_classes:
-            ax.axis("off")
+            spare.append(ax)
             continue
-        draw.show_map(ax, summ.class_means[c], vrange=(0.0, float(summ.class_means.max()) or 1.0),
-                      title=f"mean map: {names[c][:14]}\n(predicted {int(summ.class_counts[c])}x)")
-    draw.layout(fig)
+        mean_im = draw.show_map(ax, summ.class_means[c], vrange=(0.0, vmax),
+                                title=f"{wrap(names[c])}\nmean of {int(summ.class_counts[c])}")
+        ax.title.set_fontsize(6.5)
+    for ax in spare:
+        ax.axis("off")
+    bars = ([(im, "Grad-CAM / its maximum")] if len(top) else []) + \
+        ([(mean_im, "mean share of map mass per cell")] if ctx.num_classes else [])
+    for k, (handle, label) in enumerate(bars):   # in spare cells, two cells wide when there is room
+        if len(spare) >= 2 * len(bars):
+            spare[2 * k].axis("off")
+            draw.colorbar_in(spare[2 * k + 1], handle, label)
+            pos = spare[2 * k].get_position().union([spare[2 * k].get_position(), spare[2 * k + 1].get_position()])
+            spare[2 * k + 1].set_position(pos)
+        elif len(spare) > k:
+            draw.colorbar_in(spare[k], handle, label)
+    draw.layout(fig, top=0.55)
+    if len(spare) < len(bars):   # no spare cell: the bars go beside the grid
+        for handle, label in bars[len(spare):]:
+            draw.colorbar(fig, handle, list(axes.flat), label)
     return draw.save(fig, path)

@@ -180,6 +180,17 @@ def colorbar(fig: plt.Figure, im: matplotlib.image.AxesImage, ax: Any, label: st
     cb.ax.tick_params(labelsize=6)
 
 
+def colorbar_in(ax: plt.Axes, im: matplotlib.image.AxesImage, label: str) -> None:
+    """A horizontal colour bar with its label inside an otherwise empty axes (a spare cell of a grid)."""
+    ax.axis("off")
+    cax = ax.inset_axes((0.05, 0.55, 0.9, 0.12))
+    cb = ax.figure.colorbar(im, cax=cax, orientation="horizontal", format=matplotlib.ticker.FuncFormatter(tick_text))
+    cb.locator = matplotlib.ticker.MaxNLocator(3)
+    cb.update_ticks()
+    cb.set_label(label, fontsize=6.5)
+    cb.ax.tick_params(labelsize=6)
+
+
 def tick_text(value: float, _pos: Any = None) -> str:
     """A colour-bar tick with its own exponent ('2e-05'), so no shared scale factor floats over the panel."""
     return "0" if value == 0 else f"{value:.2g}"

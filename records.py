@@ -195,6 +195,10 @@ class AuditResult(TaskResult):
     mean_deletion_auc: float
     top_files: list[str]
     top_marked: int | None          # of the top images, how many carry the demo's mark (None without mark masks)
+    gradcam_top_marked: int | None  # the same count in the Grad-CAM ranking, before the second look
+    rescored: int                   # candidates rescored with IG (the second look)
+    ig_steps: int
+    rescore_seconds: float
     marked_share: float | None      # the split's share of marked images (what chance would give)
     class_counts: list[int]
     cluster_sizes: Any

@@ -91,6 +91,8 @@ DEFAULTS: dict[str, Any] = {
     "audit_border": 0.125,    # border band: cells within this fraction of the side of an edge
     "audit_clusters": 3,      # attention patterns (k-means clusters) per predicted class
     "audit_spot": 3,          # spot window (cells per side) of the suspicion score
+    "audit_rescore": 64,      # second look: the Grad-CAM ranking's top images rescored with IG and a spot drop
+    "audit_ig_steps": 8,      # IG steps (blurred baseline) of the second look
     "audit_top": 16,          # suspicious images shown in audit.png and the report
 }
 

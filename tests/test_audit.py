@@ -114,9 +114,6 @@ def test_ray_engine_writes_the_same_audit_csv(audit_local, tmp_path):
     assert (out / "audit.csv").read_bytes() == (audit_local / "audit.csv").read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on the committed demo checkpoint 11 of the top 16 suspicious validation images carry the stamp "
-    "(chance about 3; 12 asked); the other 5 are correct Dairy and Egg images whose Grad-CAM sits in one small spot"))
 def test_top16_suspicious_images_carry_the_planted_mark(audit_local, demo_data):
     assert (demo_data / "masks_mark" / "validation").is_dir(), "the demo tree has no masks_mark/validation/"
     rows = read_rows(audit_local / "audit.csv")
@@ -125,6 +122,28 @@ def test_top16_suspicious_images_carry_the_planted_mark(audit_local, demo_data):
     hits = sum(r["has_mark"] == "1" for r in top)
     assert share < 0.3   # chance: about 3 of 16
     assert hits >= 12, f"{hits} of the top 16 carry the mark"
+    rescored = [r for r in rows if r["rescore"] != ""]
+    assert len(rescored) == 64 and all(int(r["suspicion_rank"]) <= 64 for r in rescored)
+    assert all(r["ig_spot_mass"] == r["spot_drop"] == "" for r in rows if r["rescore"] == "")
+
+
+def test_second_look_reranks_only_its_candidates():
+    rank = np.array([3, 1, 5, 2, 4, 6])
+    second = audit.Rescore(index=np.array([1, 3, 0]), ig_spot=np.ones(3), spot_drop=np.ones(3),
+                           score=np.array([0.1, 0.9, 0.5]), seconds=0.0)
+    assert audit.reranked(rank, second).tolist() == [2, 3, 5, 1, 4, 6]
+
+
+def test_spot_drop_is_zero_for_a_model_that_ignores_the_image():
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 3) + torch.tensor([2.0, 0.0, 0.0]) + 0 * x.mean()
+
+    x = torch.rand(2, 3, 32, 32)
+    conf = torch.softmax(torch.tensor([2.0, 0.0, 0.0]), 0)[0].item()
+    drop = audit.spot_drop(Flat(), x, np.array([0, 0]), np.array([conf, conf]), np.array([[0, 0], [5, 5]]),
+                           window=3, grid=8, batch_size=2)
+    assert np.allclose(drop, 0.0, atol=1e-6)
 
 
 def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path):
