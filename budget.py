@@ -23,6 +23,7 @@ import metrics
 import settings as settings_mod
 import dataset
 import trust
+import where
 from deep_dream import CLASSVIZ_MAX, pick_classes
 from model import MAC_KINDS, model_cost
 
@@ -91,13 +92,16 @@ def probe(model: nn.Module, device: torch.device, size: int, s: dict[str, Any], 
 
 
 def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: int, n_layers: int = 13, *,
-           size: int = 128, n_classviz: int | None = None, macs: int | None = None) -> tuple[float, float]:
+           size: int = 128, n_classviz: int | None = None, macs: int | None = None, stamped: bool = False
+           ) -> tuple[float, float]:
     """(forward images, forward+backward images) a task costs under settings s (full-model equivalents).
 
     n_classes bounds what the class tasks draw: lime_classes explains every class up to confusion.MAX_GRID, else
     confusion.LIME_CLASS_ROWS; classviz draws n_classviz classes (default: up to deep_dream's CLASSVIZ_MAX). The
     sanity check recomputes the gradient methods once before and once per stop of its cascade
-    (metrics.cascade_stops of the n_layers parameterised layers).
+    (metrics.cascade_stops of the n_layers parameterised layers). Trust scores three curves per (image, map): MoRF,
+    LeRF and insertion, and a second seed of LIME, SHAP and SmoothGrad on the figures' images (stability).
+    `stamped`: the data has a planted stamp, so `where` draws LIME and Grad-CAM of its two shortcut images.
     """
     lime_rows = lime_class_rows(n_classes)
     n_classviz = min(n_classes, CLASSVIZ_MAX) if n_classviz is None else n_classviz
@@ -128,11 +132,12 @@ def passes(task: str, s: dict[str, Any], n_images: int, n_classes: int, n_eval: 
         "occlusion": (n_images * fwd_per_image, 0),
         # deletion/insertion of every method, the validation images' maps (LIME and SHAP on their subset) and the
         # sanity check's cascade
-        "trust": (trust_images * methods * 2 * (s["deletion_steps"] + 1)
+        "trust": (trust_images * methods * 3 * (s["deletion_steps"] + 1)
                   + ((val + mark) * fwd_per_image if val else 0)
-                  + (trust_sampled + (mark_sampled if val else 0)) * (s["lime_samples"] + s["shap_max_evals"]),
-                  ((val + mark) * grad_per_image if val else 0)
+                  + (trust_sampled + (mark_sampled if val else 0) + n_images) * (s["lime_samples"] + s["shap_max_evals"]),
+                  ((val + mark) * grad_per_image if val else 0) + n_images * s["smoothgrad_n"]
                   + tc["sanity"] * recomputations * (3 + s["sanity_smoothgrad_n"] + s["sanity_ig_steps"])),
+        "where": (2 * s["lime_samples"] if stamped else 0, 2 if stamped else 0),
     }
     return cost.get(task, (0, 0))
 
@@ -151,9 +156,14 @@ def lime_class_rows(n_classes: int) -> int:
 
 
 def extra_seconds(task: str, s: dict[str, Any], rates: dict[str, float], n_images: int, n_classes: int, n_eval: int,
-                  n_layers: int, macs: int | None) -> float:
-    """A task's seconds beyond its model passes: figures, model copies, LIME's and SHAP's own work, decoding."""
+                  n_layers: int, macs: int | None, size: int = 128, stamped: bool = False) -> float:
+    """A task's seconds beyond its model passes: figures, model copies, LIME's and SHAP's own work, decoding, and
+    the trust task's ROAD imputations (MoRF and LeRF, every step but the first, of every scored map)."""
     tc = trust_counts(s, macs)
+    val = n_classes * tc["per_class"]
+    scored = (val if val else min(n_images, s["trust_images"])) * (len(explain.method_names()) + 1)
+    road = scored * 2 * s["deletion_steps"] * size * size * rates.get("impute_pixel_seconds", 0.0) \
+        if s.get("deletion_fill", "road") == "road" else 0.0
     lime, shap = rates.get("lime_sample_seconds", 0.0), rates.get("shap_eval_seconds", 0.0)
     sampled = n_classes * tc["sampled_per_class"] + 2 * (tc["sampled_per_class"] > 0)
     copies = COPIES.get(task, 0)
@@ -163,7 +173,8 @@ def extra_seconds(task: str, s: dict[str, Any], rates: dict[str, float], n_image
            "lime": n_images * s["lime_samples"] * lime,
            "lime_classes": 2 * lime_class_rows(n_classes) * s["lime_class_samples"] * lime,
            "shap": n_images * s["shap_max_evals"] * shap,
-           "trust": sampled * (s["lime_samples"] * lime + s["shap_max_evals"] * shap),
+           "trust": (sampled + n_images) * (s["lime_samples"] * lime + s["shap_max_evals"] * shap) + road,
+           "where": 2 * s["lime_samples"] * lime if stamped else 0.0,
            "report": rates.get("report_seconds", 0.0)}
     return own.get(task, 0.0) + copies * rates.get("copy_seconds", 0.0) + rates.get("task_seconds", 0.0)
 
@@ -180,13 +191,16 @@ def task_seconds(tasks: list[str], s: dict[str, Any], rates: dict[str, float], n
     out = {}
     for t in tasks:
         fwd, bwd = passes(t, s, n_images, n_classes, n_eval, n_layers, **shape)
-        bf16 = bf16_backward(t, bwd, s, n_classes, n_layers, shape.get("macs")) if "backward_bf16" in rates else 0.0
+        bf16 = bf16_backward(t, bwd, s, n_images, n_classes, n_layers, shape.get("macs")) \
+            if "backward_bf16" in rates else 0.0
         out[t] = (fwd / rates["forward"] + (bwd - bf16) / rates["backward"] + bf16 / rates.get("backward_bf16", 1.0)
-                  + extra_seconds(t, s, rates, n_images, n_classes, n_eval, n_layers, shape.get("macs")))
+                  + extra_seconds(t, s, rates, n_images, n_classes, n_eval, n_layers, shape.get("macs"),
+                                  shape.get("size") or 128, bool(shape.get("stamped"))))
     return out
 
 
-def bf16_backward(task: str, bwd: float, s: dict[str, Any], n_classes: int, n_layers: int, macs: int | None) -> float:
+def bf16_backward(task: str, bwd: float, s: dict[str, Any], n_images: int, n_classes: int, n_layers: int,
+                  macs: int | None) -> float:
     """Of a task's bwd forward+backward images, those that run in bf16 (BF16_GRADIENT_TASKS, and the trust task's
     SmoothGrad maps)."""
     if task in BF16_GRADIENT_TASKS:
@@ -197,7 +211,7 @@ def bf16_backward(task: str, bwd: float, s: dict[str, Any], n_classes: int, n_la
     marked = tc["per_class"] + (n_classes - 1) * tc["sampled_per_class"]
     val = n_classes * tc["per_class"] + (marked if tc["per_class"] else 0)
     recomputations = 1 + len(metrics.cascade_stops(n_layers))
-    return val * s["smoothgrad_n"] + tc["sanity"] * recomputations * s["sanity_smoothgrad_n"]
+    return (val + n_images) * s["smoothgrad_n"] + tc["sanity"] * recomputations * s["sanity_smoothgrad_n"]
 
 
 def total_seconds(tasks: list[str], s: dict[str, Any], rates: dict[str, float], *sizes: int,
@@ -275,7 +289,9 @@ def apply(ctx, task_names: list[str], seconds: float | str | None, probed: bool 
         if {"confusion", "lime_classes"} & set(task_names) else 0
     layers = sum(1 for m in ctx.net.modules() if any(True for _ in m.parameters(recurse=False)))
     sizes = (len(ctx.indices), ctx.num_classes, n_eval, layers)
-    shape = {"size": ctx.input_size, "macs": sum(cost[k] for k in MAC_KINDS)}
+    shape = {"size": ctx.input_size, "macs": sum(cost[k] for k in MAC_KINDS),
+             "stamped": where.stamp_class(ctx.data, ctx.class_names) is not None
+             and dataset.mark_dir(ctx.data, ctx.opts.eval_split) is not None}
     if "classviz" in task_names:
         shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
     before = total_seconds(task_names, ctx.settings, rates, *sizes, **shape)
@@ -284,9 +300,9 @@ def apply(ctx, task_names: list[str], seconds: float | str | None, probed: bool 
     new, changes = (dict(ctx.settings), []) if budget is None else \
         plan(task_names, ctx.settings, rates, *sizes, budget=budget, **shape)
     if changes:
-        where = "on this machine (probe)" if probed else f"on {REFERENCE}"
+        place = "on this machine (probe)" if probed else f"on {REFERENCE}"
         note = f" (skipped: {', '.join(skipped)})" if skipped else ""
-        print(f"time budget: predicted {before:.0f}s {where} > {budget:.0f}s{note}; scaled "
+        print(f"time budget: predicted {before:.0f}s {place} > {budget:.0f}s{note}; scaled "
               f"(--time-budget none keeps the defaults):", file=sys.stderr)
         for line in changes:
             print(f"time budget: {line}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -50,6 +51,108 @@ EXAMPLE_K = 4
 EXAMPLE_LIMIT = 512
 LEAK_STEPS = 16
 LEAK_SLOPE = 0.1
+
+
+# What an optimised image shows (`filter_pattern`): colour names by hue sector (upper bounds in degrees, HSV hue).
+HUE_NAMES = (("red", 15.0), ("orange", 45.0), ("yellow", 70.0), ("green", 165.0), ("cyan", 195.0), ("blue", 255.0),
+             ("purple", 285.0), ("magenta", 345.0), ("red", 360.0))
+GREY_CHROMA = 0.2        # a pixel whose max - min channel value is below this is grey (white, grey or black)
+STRIPE_SIGMA = 1.0       # Gaussian pre-smoothing (pixels) before the gradients of the structure tensor
+STRIPE_COHERENCE = 0.3   # below this coherence the image has no clear stripes (see filter_pattern)
+
+
+@dataclass(frozen=True)
+class FilterPattern:
+    """What one optimised image shows: its dominant colour and the orientation of its stripes."""
+
+    colour: str            # red, orange, yellow, green, cyan, blue, purple, magenta, or grey
+    colour_share: float    # share of the image's pixels with that colour name
+    angle: float | None    # the stripes' direction in degrees, [0, 180): 0 horizontal, 90 vertical, 45 like '/'
+    coherence: float       # 0 (no preferred orientation) .. 1 (perfectly parallel stripes)
+    stripes: bool          # coherence >= STRIPE_COHERENCE
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready dict (floats rounded to 4 digits)."""
+        out = asdict(self)
+        for k in ("colour_share", "angle", "coherence"):
+            if out[k] is not None:
+                out[k] = round(float(out[k]), 4)
+        return out
+
+
+def colour_names(image: np.ndarray) -> np.ndarray:
+    """H x W x 3 image in [0,1] -> H x W array of colour names (grey where the chroma max - min < GREY_CHROMA)."""
+    rgb = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    hi, lo = rgb.max(axis=-1), rgb.min(axis=-1)
+    chroma = hi - lo
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    safe = np.where(chroma > 0, chroma, 1.0)
+    hue = np.where(hi == r, ((g - b) / safe) % 6, np.where(hi == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60.0
+    bounds = np.array([b for _, b in HUE_NAMES])
+    names = np.array([n for n, _ in HUE_NAMES] + ["red"])
+    out = names[np.searchsorted(bounds, hue % 360.0, side="right")]
+    return np.where(chroma < GREY_CHROMA, "grey", out)
+
+
+def _smooth(channel: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of one H x W channel (edges repeated)."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-x ** 2 / (2 * sigma ** 2))
+    k /= k.sum()
+    out = np.pad(channel, r, mode="edge")
+    out = sum(w * out[i:i + out.shape[0] - 2 * r, :] for i, w in enumerate(k))
+    return sum(w * out[:, i:i + out.shape[1] - 2 * r] for i, w in enumerate(k))
+
+
+def stripe_orientation(image: np.ndarray, sigma: float = STRIPE_SIGMA) -> tuple[float | None, float]:
+    """The image's dominant stripe direction (degrees in [0, 180) as seen: 0 horizontal, 90 vertical, 45 like '/';
+    None when the image has no gradient) and its coherence, from the structure tensor summed over the pixels and the
+    three colour channels (so stripes of equal brightness but different colour count too)."""
+    rgb = np.asarray(image, dtype=np.float64)
+    jxx = jyy = jxy = 0.0
+    for c in range(rgb.shape[-1]):
+        ch = _smooth(rgb[..., c], sigma) if sigma > 0 else rgb[..., c]
+        gy, gx = np.gradient(ch)            # gy along rows (downwards)
+        gy = -gy                            # upwards, so angles read as on the page
+        jxx, jyy, jxy = jxx + float((gx * gx).sum()), jyy + float((gy * gy).sum()), jxy + float((gx * gy).sum())
+    energy = jxx + jyy
+    if energy <= 1e-12 * rgb[..., 0].size:
+        return None, 0.0
+    coherence = math.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / energy
+    gradient = 0.5 * math.degrees(math.atan2(2 * jxy, jxx - jyy))   # the direction the brightness changes along
+    return round((gradient + 90.0) % 180.0, 6) % 180.0, min(1.0, coherence)
+
+
+def filter_pattern(image: np.ndarray) -> FilterPattern:
+    """Dominant colour and stripe orientation of an H x W x 3 image in [0,1] (a filter's optimised image).
+
+    Colour: every pixel is named by its HSV hue sector (HUE_NAMES), or grey when its chroma (max - min of its
+    channels, the HSV saturation times the value) is below GREY_CHROMA = 0.2, which takes in white, black and the
+    pale off-whites; the most frequent name and its share of the pixels.
+
+    Orientation: the structure tensor J = sum of [gx^2, gx gy; gx gy, gy^2] over the pixels and channels of the
+    image blurred by STRIPE_SIGMA = 1 px (so single-pixel noise does not decide); the stripes run perpendicular to
+    J's main eigenvector. Coherence (l1 - l2) / (l1 + l2) of J's eigenvalues is the share of the gradient energy
+    that is oriented beyond an isotropic remainder: parallel stripes give 1, uniform noise about 1/sqrt(pixels)
+    (0.01 at 128 x 128), a dot lattice or a checkerboard near 0. "No clear stripes" below STRIPE_COHERENCE = 0.3:
+    at least 30% of the gradient energy must share one orientation, well above noise, so that the orientation is a
+    property of the image and not of a stray edge; on the demo's block3 filters (robust images) this separates the
+    visibly striped images from the dotted lattices and blobs.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got shape {img.shape}")
+    names, counts = np.unique(colour_names(img), return_counts=True)
+    best = int(np.argmax(counts))                         # ties: the first name in alphabetical order
+    angle, coherence = stripe_orientation(img)
+    return FilterPattern(colour=str(names[best]), colour_share=float(counts[best] / counts.sum()), angle=angle,
+                         coherence=float(coherence), stripes=angle is not None and coherence >= STRIPE_COHERENCE)
+
+
+def filter_patterns(images: np.ndarray, filters: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """filter id -> filter_pattern(...).record() of F x 3 x H x W optimised images."""
+    return {str(f): filter_pattern(np.moveaxis(img, 0, -1)).record() for f, img in zip(filters, images)}
 
 
 def block_aliases(net: nn.Module) -> dict[str, str]:
@@ -429,5 +532,6 @@ def task_filters(ctx) -> FiltersResult:
                          for f, fr, ar in zip(filters, ex_files, top_act)},
             "alias": aliases.get(layer), "filters": filters, "plain_activation": plain_act.tolist(),
             "robust_activation": robust_act.tolist(), "noise_activation": noise_act.tolist(),
+            "patterns": {"robust": filter_patterns(robust, filters), "plain": filter_patterns(plain, filters)},
             "image_mean_activation": maps.mean(axis=(2, 3)).mean(0).tolist()}
     return FiltersResult(files=files, precision=ctx.precision, **record)

@@ -156,6 +156,7 @@ class WhereResult(TaskResult):
     class_mark: dict[str, dict[str, Any]] | None   # class -> {images, share, area} on its marked images
     mark_accuracy: dict[str, dict[str, Any]] | None    # class -> accuracy with / without the mark (whole split)
     mark_predicted: dict[str, float] | None        # class -> share of the split's marked images predicted as it
+    shortcut: dict[str, Any] | None = None         # shortcut.png: its images and the maps' shares on the stamp
 
 
 @dataclass(kw_only=True)

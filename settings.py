@@ -116,6 +116,7 @@ REFERENCE_RATES: dict[str, dict[str, float]] = {
         "lime_sample_seconds": 1.8e-3,  # LIME's own work per sample (masking, the weighted fit)
         "shap_eval_seconds": 4e-3,      # SHAP's Partition explainer per evaluation (masking, the tree)
         "decode_seconds": 4e-3,         # decoding and resizing one JPEG of about 512 x 384
+        "impute_pixel_seconds": 1.2e-7,  # ROAD's imputation (road.fast) per pixel: 2 ms per 128 x 128 image
         "task_seconds": 1.5,            # a task's figures and files
         "report_seconds": 12.0,         # compare, where and report's own work beyond their figures
     },

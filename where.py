@@ -119,6 +119,79 @@ def class_subset(labels: np.ndarray, num_classes: int, marked: np.ndarray | None
     return sorted(pick)
 
 
+def stamp_class(data: Path, names: list[str]) -> int | None:
+    """The class the data's planted stamp stands for (the demo's classes.json), None without one."""
+    import json
+
+    from demo import LOOKS_FILE
+
+    try:
+        name = json.loads((Path(data) / LOOKS_FILE).read_text(encoding="utf-8"))["stamp"]["class"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return names.index(name) if name in names else None
+
+
+def shortcut_pair(labels: np.ndarray, probs: np.ndarray, marked: np.ndarray, cls: int) -> list[int]:
+    """The most confident stamped image of `cls` called `cls`, then the most confident stamped image of another
+    class called `cls` (each only when one exists; ties by listing order)."""
+    pred, conf = probs.argmax(1), probs.max(1)
+    out = []
+    for want in (marked & (labels == cls) & (pred == cls), marked & (labels != cls) & (pred == cls)):
+        idx = np.flatnonzero(want)
+        if len(idx):
+            out.append(int(idx[np.lexsort((idx, -conf[idx]))[0]]))
+    return out
+
+
+def shortcut_figure(ctx, split: dataset.ImageSet, labels: np.ndarray, probs: np.ndarray, marked: np.ndarray,
+                    cls: int) -> tuple[list[Path], dict | None]:
+    """shortcut.png: stamped images called the stamp's class, each in colour beside its Grad-CAM and LIME maps of
+    that class, with the maps' shares on the stamp."""
+    import draw
+
+    idx = shortcut_pair(labels, probs, marked, cls)
+    if not idx:
+        return [], None
+    size = ctx.input_size
+    x, obj = dataset.load_batch(split, idx, size, ctx.cv2_mode, ctx.resize)
+    mark = mark_masks(ctx.data, split, idx, size, ctx.resize)
+    files = [split.files[i] for i in idx]
+    keys = [f"shortcut:{split.name}/{f}" for f in files]
+    maps = {m: ctx.attribute(m, x, [cls] * len(idx), keys).maps for m in ("gradcam", "lime")}
+    regs = regions(size, len(idx), obj, mark)
+    share = {m: shares(v, regs) for m, v in maps.items()}
+    names = ctx.class_names
+    fig, axes = draw.figure(len(idx), 3, cell=(2.2, 1.85),
+                            title=f"The stamp at work: stamped images called {names[cls]}, with the maps of "
+                                  f"{names[cls]}")
+    for r, i in enumerate(idx):
+        img = x[r]
+        draw.show_image(axes[r, 0], img, title=f"{split.name}/{files[r]}\ntrue {names[int(labels[i])]}, "
+                                                 f"called {names[cls]}, p {probs[i, cls]:.2f}")
+        axes[r, 0].title.set_fontsize(7)
+        ys, xs = np.nonzero(mark[r]) if mark is not None else ((), ())
+        if len(ys):   # the stamp's box, from the demo's mark mask
+            import matplotlib.patches as patches
+
+            axes[r, 0].add_patch(patches.Rectangle((xs.min() - 1.5, ys.min() - 1.5), xs.max() - xs.min() + 3,
+                                                   ys.max() - ys.min() + 3, fill=False, ec="white", lw=1.2))
+        for c, (m, label, signed) in enumerate((("gradcam", "Grad-CAM", False), ("lime", "LIME", True)), start=1):
+            im = draw.show_overlay(axes[r, c], img, draw.normalize(maps[m][r], signed), signed=signed,
+                                   vrange=(-1.0, 1.0) if signed else (0.0, 1.0),
+                                   title=f"{label}: {100 * share[m]['mark'][r]:.0f}% of its positive\nmass on the "
+                                         f"stamp ({100 * regs['mark'][r].mean():.1f}% of the area)")
+            axes[r, c].title.set_fontsize(7)
+            draw.colorbar(fig, im, axes[r, c], "weight / its largest" if signed else "map / its largest")
+    draw.layout(fig, top=0.35)
+    rec = {"split": split.name, "files": files, "labels": [names[int(labels[i])] for i in idx],
+           "probs": [float(probs[i, cls]) for i in idx], "class": names[cls],
+           "mark_share": {m: [float(v) if np.isfinite(v) else None for v in share[m]["mark"]] for m in maps},
+           "mark_area": [float(a) for a in regs["mark"].reshape(len(idx), -1).mean(1)],
+           "lime_samples": int(ctx.settings["lime_samples"])}
+    return [draw.save(fig, ctx.out / "shortcut.png")], rec
+
+
 def task_where(ctx) -> WhereResult:
     """Q1 in numbers: per method the mass on object / mark / background (or centre / border), per class the mean
     Grad-CAM map (where_classes.png)."""
@@ -140,6 +213,8 @@ def task_where(ctx) -> WhereResult:
     layer = ctx.gradcam_layer()
     mark_acc: dict[str, dict[str, float | int | None]] | None = None
     mark_pred: dict[str, float] | None = None
+    short_files: list[Path] = []
+    shortcut = None
     try:
         pred = ctx.eval_predictions()
         split = pred["images"]
@@ -159,6 +234,9 @@ def task_where(ctx) -> WhereResult:
                 mark_acc[name] = {"with": float(ok[w].mean()) if w.any() else None, "n_with": int(w.sum()),
                                   "without": float(ok[wo].mean()) if wo.any() else None, "n_without": int(wo.sum())}
             mark_pred = {name: float((p[marked] == c).mean()) for c, name in enumerate(ctx.class_names)}
+            cls = stamp_class(ctx.data, ctx.class_names)
+            if cls is not None:
+                short_files, shortcut = shortcut_figure(ctx, split, pred["labels"], pred["probs"], marked, cls)
     except Skipped:
         x, obj, cmark = ctx.images, ctx.masks, mark
         classes = ctx.targets()
@@ -196,10 +274,10 @@ def task_where(ctx) -> WhereResult:
         ax.title.set_fontsize(6.5)
         draw.colorbar(fig, im, ax, "")
     draw.layout(fig, top=0.5)
-    files = [draw.save(fig, ctx.out / "where_classes.png")]
+    files = [draw.save(fig, ctx.out / "where_classes.png"), *short_files]
     return WhereResult(
         files=files, masks="none" if ctx.masks is None else ("object+mark" if "mark" in regs else "object"),
         regions=list(regs), images=len(ctx.indices), border=BORDER, area=areas, methods=methods,
         class_split=where_from, class_layer=str(layer), class_images={ctx.class_names[c]: int(counts[c]) for c in shown},
         class_shares=class_shares, class_area={r: _nanmean(v) for r, v in carea.items()},
-        class_mark=class_mark or None, mark_accuracy=mark_acc, mark_predicted=mark_pred)
+        class_mark=class_mark or None, mark_accuracy=mark_acc, mark_predicted=mark_pred, shortcut=shortcut)

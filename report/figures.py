@@ -53,6 +53,12 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
            f"the {(r.results.get('where') or {}).get('class_split')} split (the first of each class in listing order)"
            if (r.results.get('where') or {}).get('class_split') not in (None, 'selected') else "the selected images")
         + "; each panel gives the share of the mean map in the border band.")),
+    "shortcut.png": ("where", "The stamp at work", lambda r, _: (
+        "The most confident stamped image of the stamp's class called that class, and the most confident stamped "
+        "image of another class called it. Left: the image as the model sees it, the stamp boxed in white (from the demo's mark mask, for the reader "
+        "only). Middle: Grad-CAM of the stamp's class; right: LIME of that class "
+        f"({((r.results.get('where') or {}).get('shortcut') or {}).get('lime_samples', '?')} samples; red for, blue "
+        "against). Each panel title gives the map's share of positive mass on the stamp.")),
     "confusion_matrix.png": ("confusion", "Confusion matrix", lambda r, _: (
         f"Row-normalised confusion matrix of {r.eval_split_phrase()} with counts in every cell; rows are true "
         "classes (with each class's accuracy), columns predicted classes.")),

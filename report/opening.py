@@ -165,7 +165,7 @@ def opening_section(run: Run) -> Section:
     s = Section("0. The data and the model")
     r = run.record
     data = Path(str(r.get("data") or ""))
-    looks = read_looks(data) if r.get("demo") else None
+    looks = read_looks(data)
     truth = read_truth(data) if looks else []
     if looks and truth:
         demo_section(run, data, looks, truth, s)

@@ -166,7 +166,7 @@ def lime_section(run: Run) -> Section:
         res = run.results.get("confusion") or {}
         s.paragraphs.extend(confusion_sentences(cm[0], cm[1], res.get("split")))
         s.paragraphs.extend(why_sentences(cm[0], cm[1], run.results.get("where")))
-        looks = read_looks(Path(str(run.record.get("data") or ""))) if run.record.get("demo") else None
+        looks = read_looks(Path(str(run.record.get("data") or "")))
         if looks:
             s.paragraphs.extend(pair_sentences(cm[0], cm[1], looks))
         s.tables.append(confusion_table(*cm))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from report.figures import figure
 from report.opening import read_looks, read_truth
 from report.parts import Section
 from report.phrases import fmt
@@ -41,7 +42,7 @@ def shortcut_section(run: Run) -> Section:
     """The stamp as a story: where it sits, what it does to accuracy, and how often it turns an image into its class."""
     s = Section("5. The shortcut: does the model read the stamp?")
     data = Path(str(run.record.get("data") or ""))
-    looks = read_looks(data) if run.record.get("demo") else None
+    looks = read_looks(data)
     truth = read_truth(data) if looks else []
     split = (run.results.get("confusion") or {}).get("split", "validation")
     preds = read_predictions(run.out / "predictions.csv") if run.fresh("predictions.csv") else []
@@ -80,6 +81,32 @@ def shortcut_section(run: Run) -> Section:
                     f"stamp's area ({fmt(mark['area'], 3)}, over {mark.get('images', '?')} images)")
     if bits:
         s.paragraphs.append("; ".join(bits)[0].upper() + "; ".join(bits)[1:] + ".")
-    if run.exists("audit.csv"):
+    pair = w.get("shortcut") if isinstance(w.get("shortcut"), dict) else None
+    if pair and pair.get("files"):
+        s.paragraphs.append(pair_sentence(pair))
+        figure(run, "shortcut.png", s)
+    audit = run.results.get("audit") if isinstance(run.results.get("audit"), dict) else {}
+    if run.exists("audit.csv") and run.fresh("audit.csv") and isinstance(audit.get("top_marked"), int):
+        s.paragraphs.append(
+            f"The audit of the whole {audit.get('split', '')} split (section 7) looks for such a spot without the "
+            f"masks: {audit['top_marked']} of its {audit.get('top', 16)} most suspicious images carry the stamp, "
+            f"where {fmt(100 * (audit.get('marked_share') or 0), 0)}% of the split does.")
+    elif run.exists("audit.csv"):
         s.paragraphs.append("The audit of the whole split (section 7) searches for such a spot without the masks.")
     return s
+
+
+def pair_sentence(pair: dict) -> str:
+    """One sentence per image of shortcut.png: what it is, what it is called, and the maps' shares on the stamp."""
+    cls, bits = pair.get("class", "?"), []
+    for k, f in enumerate(pair["files"]):
+        label = pair["labels"][k]
+        area = pair["mark_area"][k]
+        gc, lime = pair["mark_share"]["gradcam"][k], pair["mark_share"]["lime"][k]
+        what = f"a stamped {label} image" if label == cls else f"a stamped {label} image that the model calls {cls}"
+        pct = lambda v: f"{fmt(100 * v, 0)}%" if isinstance(v, (int, float)) else "no share (no positive mass)"  # noqa: E731
+        times = f" ({fmt(gc / area, 1)}x its area)" if isinstance(gc, (int, float)) and area else ""
+        bits.append(f"On {pair['split']}/{f}, {what} (p = {fmt(pair['probs'][k], 2)}), the stamp covers "
+                    f"{fmt(100 * area, 1)}% of the image; Grad-CAM puts {pct(gc)} of its positive mass on it{times}, "
+                    f"LIME {pct(lime)}")
+    return "; ".join(bits) + " (shortcut.png)."
