@@ -51,6 +51,7 @@ def pixel_ranks(m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 MODES = ("deletion", "lerf", "insertion")   # deletion = most relevant first (MoRF); lerf = least relevant first
 FILLS = ("road", "black")
+MIN_INTERVAL_N = 5   # below this many images a mean is quoted without an interval, a star or a verdict
 SATURATED = 0.95   # explained probability on the fully blurred image at or above which an image is saturated
 
 

@@ -253,8 +253,9 @@ def shortcut_scores(marked: dict[str, Any], marks: dict[str, dict], s: dict[str,
                   "other_classes": metrics.bootstrap(share[~own], rng, s["trust_bootstrap"]),
                   "mark_area_share": float(area.mean()) if area.size else None,
                   "files": [marked["files"][p] for p in e["idx"]], "share": share.tolist()}
-        out[m]["reveals_shortcut"] = bool(out[m]["shortcut_class"]["n"] and
-                                          out[m]["shortcut_class"]["mean"] >= 2 * out[m]["mark_area_share"])
+        sc_cell = out[m]["shortcut_class"]
+        out[m]["reveals_shortcut"] = bool(sc_cell["n"] >= metrics.MIN_INTERVAL_N and
+                                          sc_cell["lo"] >= 2 * out[m]["mark_area_share"])
     return out
 
 
@@ -426,8 +427,12 @@ DEFINITIONS = {
 
 
 def _fmt(cell: dict[str, Any]) -> str:
-    """'mean [lo, hi]' or '-'."""
-    return "-" if cell["n"] == 0 else f"{cell['mean']:.3f} [{cell['lo']:.3f}, {cell['hi']:.3f}]"
+    """'mean [lo, hi]', 'mean (n=3)' below metrics.MIN_INTERVAL_N images, or '-'."""
+    if cell["n"] == 0:
+        return "-"
+    if cell["n"] < metrics.MIN_INTERVAL_N:
+        return f"{cell['mean']:.3f} (n={cell['n']})"
+    return f"{cell['mean']:.3f} [{cell['lo']:.3f}, {cell['hi']:.3f}]"
 
 
 def shown_image(scores: dict[str, dict]) -> int:
@@ -536,8 +541,8 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
         if m in shortcut and shortcut[m]["reveals_shortcut"]:
             t[r, 4].set_facecolor("#fde7a9")
     mark_note = (f" On mark: share of positive mass on the mark (area share "
-                 f"{next(iter(shortcut.values()))['mark_area_share']:.3f}), ★ = at least twice that for the "
-                 f"shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}.") if shortcut else ""
+                 f"{next(iter(shortcut.values()))['mark_area_share']:.3f}), ★ = interval's lower bound at least twice that "
+                 f"(n ≥ {metrics.MIN_INTERVAL_N}) for the shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}.") if shortcut else ""
     note = (f"Mean [95% bootstrap interval] over images. n = unsaturated images per method; "
             f"{len(saturated_images(scores))} saturated image(s) (p ≥ {metrics.SATURATED} on the blurred image) are "
             f"left out of the curves. Removal: {removal}; insertion pastes pixels onto the blur. Gains: paired "

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import metrics
 from report.figures import figure
 from report.parts import Section, Table
 from report.phrases import METRIC_NAMES, fmt, join_names, method_name
 from report.reading import Run
 
-MIN_N = 5     # below this many images a mean gets no interval and no verdict
+MIN_N = metrics.MIN_INTERVAL_N   # below this many images a mean gets no interval and no verdict
 GAIN_NAMES = {"deletion_gain": "deletion", "morf_gain": "deletion", "lerf_gain": "LeRF", "insertion_gain": "insertion"}
 
 

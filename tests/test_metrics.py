@@ -121,17 +121,24 @@ def test_trust_counts_follow_multiply_adds():
 
 
 def test_shortcut_score_is_the_share_on_the_mark(demo_ctx):
-    mark = np.zeros((2, 16, 16), bool)
+    n = 6
+    mark = np.zeros((n, 16, 16), bool)
     mark[:, :4, :4] = True
     on = mark.astype(np.float32)                                                 # all mass on the mark
-    spread = np.ones((2, 16, 16), np.float32)
-    marked = {"marks": mark, "labels": np.array([9, 3]), "files": ["a", "b"], "shortcut_class": 9}
-    out = trust.shortcut_scores(marked, {"on": {"idx": [0, 1], "maps": on}, "spread": {"idx": [0, 1],
-                                                                                         "maps": spread}},
-                                  {"trust_bootstrap": 100}, demo_ctx)
-    assert out["on"]["shortcut_class"]["mean"] == 1.0 and out["on"]["shortcut_class"]["n"] == 1
+    spread = np.ones((n, 16, 16), np.float32)
+    labels = np.array([9, 9, 9, 9, 9, 3])
+    marked = {"marks": mark, "labels": labels, "files": list("abcdef"), "shortcut_class": 9}
+    idx = list(range(n))
+    out = trust.shortcut_scores(marked, {"on": {"idx": idx, "maps": on}, "spread": {"idx": idx, "maps": spread}},
+                                {"trust_bootstrap": 100}, demo_ctx)
+    assert out["on"]["shortcut_class"]["mean"] == 1.0 and out["on"]["shortcut_class"]["n"] == 5
     assert out["on"]["reveals_shortcut"] and not out["spread"]["reveals_shortcut"]
     assert out["spread"]["other_classes"]["mean"] == pytest.approx(16 / 256)
+    # below 5 images of the shortcut class: no star, however large the share
+    few = trust.shortcut_scores({**marked, "labels": np.array([9, 9, 9, 3, 3, 3])}, {"on": {"idx": idx, "maps": on}},
+                                {"trust_bootstrap": 100}, demo_ctx)
+    assert few["on"]["shortcut_class"]["n"] == 3 and not few["on"]["reveals_shortcut"]
+    assert "[" not in trust._fmt(few["on"]["shortcut_class"])
     assert out["spread"]["mark_area_share"] == pytest.approx(16 / 256)
 
 
