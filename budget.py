@@ -295,8 +295,6 @@ def apply(ctx, task_names: list[str], seconds: float | str | None, probed: bool 
     if "classviz" in task_names:
         shape["n_classviz"] = len(pick_classes(ctx.num_classes, ctx.opts.classes, ctx.targets(), ctx.preds()))
     before = total_seconds(task_names, ctx.settings, rates, *sizes, **shape)
-    # the cost model's seconds per task (without the margin), for bench/any_model.py and bench/run.py
-    ctx.cache["budget_prediction"] = task_seconds(task_names, ctx.settings, rates, *sizes, **shape)
     new, changes = (dict(ctx.settings), []) if budget is None else \
         plan(task_names, ctx.settings, rates, *sizes, budget=budget, **shape)
     if changes:
@@ -307,6 +305,8 @@ def apply(ctx, task_names: list[str], seconds: float | str | None, probed: bool 
         for line in changes:
             print(f"time budget: {line}", file=sys.stderr)
     ctx.settings.update(new)
+    # the cost model's seconds per task of the planned settings (without the margin), for the benchmarks' ratios
+    ctx.cache["budget_prediction"] = task_seconds(task_names, ctx.settings, rates, *sizes, **shape)
     ctx.plan = {"seconds": budget, "mode": mode if budget is not None else "none", "precision": ctx.precision,
                 "predicted_seconds_before": round(before, 1),
                 "predicted_seconds_after": round(total_seconds(task_names, new, rates, *sizes, **shape), 1),
