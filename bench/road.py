@@ -43,8 +43,9 @@ both maps. "+noise" is ROAD's own noise floor: pytorch-grad-cam's fill plus N(0,
 
 Timing: each implementation scores every (image, map, order) at the nine levels (the same imputations and
 forward passes, plus each one's own extra: ours one unperturbed pass per curve, pytorch-grad-cam one per level),
---rounds times interleaved, the median printed with the ratio to ours fast and the peak resident set above the
-one before the call (Linux VmHWM, as bench/peers.py). By default one thread and this process's CPU time.
+--rounds times interleaved, the median printed with the ratios to ours fast and ours exact and the peak resident
+set above the one before the call (Linux VmHWM, as bench/peers.py; 0 where it did not rise). By default one thread
+and this process's CPU time.
 """
 from __future__ import annotations
 
@@ -348,11 +349,12 @@ def main_() -> None:
     base = statistics.median(v[0] for v in res["ours fast"])
     print(f"\n3. time for the same work ({len(x)} images x {len(MAPS)} maps x {len(ORDERS)} orders x {len(LEVELS)} "
           f"levels = {len(x) * len(MAPS) * len(ORDERS) * len(LEVELS)} imputations), median of {a.rounds}")
-    print(f"{'implementation':<18} {'s':>7} {'/ ours fast':>11} {'peak MiB':>9}")
+    exact = statistics.median(v[0] for v in res["ours exact"])
+    print(f"{'implementation':<18} {'s':>7} {'/ ours fast':>11} {'/ ours exact':>12} {'peak MiB':>9}")
     for impl in IMPLS:
         sec = statistics.median(v[0] for v in res[impl])
-        mem = max(v[1] for v in res[impl])
-        print(f"{impl:<18} {sec:7.2f} {sec / base:10.1f}x {mem:9.0f}")
+        mem = max(0.0, max(v[1] for v in res[impl]))
+        print(f"{impl:<18} {sec:7.2f} {sec / base:10.1f}x {sec / exact:11.2f}x {mem:9.0f}")
     print(f"\nwhole run {time.perf_counter() - t_start:.0f} s wall")
 
 
