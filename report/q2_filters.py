@@ -61,8 +61,9 @@ def example_sentences(res: dict, names: list[str], looks: dict | None) -> list[s
 
 
 def pattern_phrase(p: dict) -> str:
-    """'yellow 62%, stripes at 150 deg' (or 'no clear stripes') from one filter's recorded pattern."""
-    colour = f"{p.get('colour', '?')} {100 * float(p.get('colour_share') or 0):.0f}%"
+    """'yellow 62%, stripes at 150 deg', 'mixed colours, no clear stripes' from one filter's recorded pattern."""
+    colour = ("mixed colours" if p.get("colour") == "mixed" else
+              f"{p.get('colour', '?')} {100 * float(p.get('colour_share') or 0):.0f}%")
     angle = p.get("angle")
     stripes = f"stripes at {float(angle):.0f} deg" if p.get("stripes") and angle is not None else "no clear stripes"
     return f"{colour}, {stripes}"
@@ -98,7 +99,7 @@ def pattern_sentences(res: dict, names: list[str], looks: dict | None) -> list[s
             text += (f" The {k} images of the {res.get('examples_split') or 'evaluation'} split "
                      f"({res.get('examples_images', '?')} scanned) that excite each filter most show what it responds "
                      f"to; filters are grouped by the class most of their top images share (how many of the {k}).")
-        parts = [text]
+        parts = []
         order = sorted((c for c in groups if c is not None), key=lambda c: (-len(groups[c]), c))
         for c in order:
             parts.append(f"{c}{', the ' + look[c] if c in look else ''}: " + "; ".join(groups[c]) + ".")
@@ -110,7 +111,7 @@ def pattern_sentences(res: dict, names: list[str], looks: dict | None) -> list[s
         if plain:
             parts.append(f"The plain (course-recipe) images have the same dominant colour for {len(same)} of the "
                          f"{len(pats)} filters.")
-        out.append(" ".join(parts))
+        out += [text, " ".join(parts)]
     return out
 
 

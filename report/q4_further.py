@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+import metrics
 from report.figures import figure
 from report.parts import Section
 from report.phrases import fmt, natural_key
 from report.reading import Run
 
-MIN_INTERVAL_N = 5   # below this many images a mean is quoted without an interval
+MIN_INTERVAL_N = metrics.MIN_INTERVAL_N   # below this many images a mean is quoted without an interval
 REGION_WORDS = {"object": "on the object", "mark": "on the stamp", "background": "on the background",
                 "centre": "in the centre", "border": "in the border band"}
 
@@ -91,8 +92,12 @@ def gradcam_paragraph(run: Run) -> str | None:
     limit = _num((trust.get("sanity") or {}).get("threshold"))
     if san is not None and verdict in ("passes", "fails sanity check"):
         text += (" With every layer's weights re-initialised, its map correlates with the trained model's at "
-                 f"Spearman {cell_text(san)}: it {'fails' if verdict != 'passes' else 'passes'} the sanity check of "
-                 "Adebayo et al. 2018" + (f", which fails a map at {limit:g} or above." if limit is not None else "."))
+                 f"Spearman {cell_text(san)}")
+        if san[3] < MIN_INTERVAL_N:
+            text += ", too few images for a verdict on the sanity check of Adebayo et al. 2018."
+        else:
+            text += (f": it {'fails' if verdict != 'passes' else 'passes'} the sanity check of Adebayo et al. 2018"
+                     + (f", which fails a map at {limit:g} or above." if limit is not None else "."))
     return text
 
 
@@ -155,41 +160,43 @@ def shap_paragraph(run: Run) -> str | None:
 
 
 def occlusion_outlier(run: Run) -> str:
-    """One sentence on occlusion's outlier deletion curve in trust.json, only when its numbers show one: an unsaturated
-    image whose occlusion MoRF AUC is at least 0.5, twice occlusion's median and twice every other method's AUC on
-    the same image, with occlusion's mass on the object there below its median. Else ''."""
+    """One sentence on an image where occlusion's deletion curve stays high because of its map, only when trust.json
+    shows one: an unsaturated image with an object mask whose occlusion MoRF AUC is at least 0.5 and twice occlusion's
+    median, where the other methods' median AUC is at most half of it (the model does lose the class when the right
+    pixels go) and occlusion's mass on the object is at most half its median. The highest such curve; else ''."""
     per = (run.json_file("trust.json") or {}).get("per_image") or {}
     oc = per.get("occlusion")
     if not isinstance(oc, dict) or not oc.get("files") or len(oc.get("deletion_auc") or []) != len(oc["files"]):
         return ""
     sat = oc.get("saturated") or [False] * len(oc["files"])
-    rows = [(f, a) for f, a, s in zip(oc["files"], oc["deletion_auc"], sat) if _num(a) is not None and not s]
-    if len(rows) < 3:
-        return ""
-    file, auc = max(rows, key=lambda fa: fa[1])
-    median = float(np.median([a for _, a in rows]))
-    others = {}
-    for m, sc in per.items():
-        if m in ("occlusion", "random") or not isinstance(sc, dict) or file not in (sc.get("files") or []):
-            continue
-        aucs, i = sc.get("deletion_auc") or [], sc["files"].index(file)
-        v = _num(aucs[i]) if i < len(aucs) else None
-        if v is not None:
-            others[m] = v
-    if auc < 0.5 or auc < 2 * median or not others or auc < 2 * max(others.values()):
-        return ""
+    rows = [(f, float(a)) for f, a, s in zip(oc["files"], oc["deletion_auc"], sat) if _num(a) is not None and not s]
     gt, mass = oc.get("gt_files") or [], oc.get("mass_in_mask") or []
-    if file not in gt or len(mass) != len(gt) or _num(mass[gt.index(file)]) is None:
+    on_obj = {f: float(m) for f, m in zip(gt, mass) if _num(m) is not None}
+    if len(rows) < 3 or len(on_obj) < 3:
         return ""
-    on_obj, mass_median = float(mass[gt.index(file)]), float(np.median([m for m in mass if _num(m) is not None]))
-    if on_obj >= mass_median:
+    median, mass_median = float(np.median([a for _, a in rows])), float(np.median(list(on_obj.values())))
+
+    def others(file: str) -> list[float]:
+        out = []
+        for m, sc in per.items():
+            if m in ("occlusion", "random") or not isinstance(sc, dict) or file not in (sc.get("files") or []):
+                continue
+            aucs, i = sc.get("deletion_auc") or [], sc["files"].index(file)
+            if i < len(aucs) and _num(aucs[i]) is not None:
+                out.append(float(aucs[i]))
+        return out
+
+    hits = [(a, f, float(np.median(others(f)))) for f, a in rows
+            if a >= max(0.5, 2 * median) and f in on_obj and on_obj[f] <= mass_median / 2 and others(f)
+            and float(np.median(others(f))) <= a / 2]
+    if not hits:
         return ""
-    return (f"Its outlier deletion curve in the trust task, on {file} (MoRF AUC {fmt(auc, 2)} against its median "
-            f"{fmt(median, 2)} over {len(rows)} unsaturated images, at most {fmt(max(others.values()), 2)} for the "
-            "other methods there), comes from its map, not the model: there it puts only "
-            f"{_pct(on_obj)} of its mass on the object (median {_pct(mass_median)}), so deletion removes the "
-            "background first, as one patch at a time cannot hide evidence that the object's texture repeats across "
-            "many patches.")
+    auc, file, rest = max(hits)
+    return (f"On {file} its deletion curve stays high (MoRF AUC {fmt(auc, 2)} against its median {fmt(median, 2)} "
+            f"over {len(rows)} unsaturated images; median {fmt(rest, 2)} for the other methods there) because of its "
+            f"map, not the model: there it puts only {_pct(on_obj[file])} of its mass on the object (median "
+            f"{_pct(mass_median)}), so deletion removes the background first, as one patch at a time cannot hide "
+            "evidence that the object's texture repeats across many patches.")
 
 
 def occlusion_paragraph(run: Run) -> str | None:

@@ -67,6 +67,21 @@ def test_hue_names_and_the_batch_helper():
     assert out["3"]["stripes"] and abs(out["3"]["angle"] - 90) < 1
 
 
+def test_white_around_a_colour_and_many_colours():
+    """The optimised images' white and dark areas do not hide their colour; no dominant hue is 'mixed'."""
+    img = np.ones((SIZE, SIZE, 3))
+    img[: int(SIZE * 0.4)] = (0.1, 0.7, 0.1)             # 40% green, 60% white
+    p = fv.filter_pattern(img)
+    assert p.colour == "green" and abs(p.colour_share - 0.4) < 0.02
+    img[: int(SIZE * 0.3)] = 1.0                         # 10% green: mostly white
+    assert fv.filter_pattern(img).colour == "grey"
+    rainbow = np.zeros((SIZE, SIZE, 3))
+    for k, rgb in enumerate([(1, 0, 0), (1, 0.9, 0.1), (0.1, 0.8, 0.1), (0.1, 0.2, 1), (1, 0, 0.8)]):
+        rainbow[:, k * SIZE // 5:(k + 1) * SIZE // 5] = rgb
+    p = fv.filter_pattern(rainbow)
+    assert p.colour == "mixed" and p.colour_share == 1.0
+
+
 def _pattern(colour: str, share: float, angle: float | None, coherence: float) -> dict:
     return {"colour": colour, "colour_share": share, "angle": angle, "coherence": coherence,
             "stripes": angle is not None and coherence >= fv.STRIPE_COHERENCE}
@@ -76,12 +91,15 @@ def test_q2_names_each_shown_filters_colour(tmp_path):
     """The section built from a small constructed run names every filter's colour, stripes and top classes."""
     names = ["Bread", "Dessert", "Egg", "Soup"]
     robust = {"0": _pattern("yellow", 0.62, 45.0, 0.71), "1": _pattern("magenta", 0.4, 120.0, 0.1),
+              "3": _pattern("mixed", 0.5, 30.0, 0.2),
               "2": _pattern("grey", 0.55, None, 0.0), "5": _pattern("orange", 0.5, 90.0, 0.5)}
     plain = {"0": _pattern("yellow", 0.5, 10.0, 0.1), "1": _pattern("red", 0.4, 0.0, 0.0),
+             "3": _pattern("blue", 0.5, 30.0, 0.2),
              "2": _pattern("grey", 0.9, None, 0.0), "5": _pattern("orange", 0.3, 0.0, 0.05)}
     ex = {"0": ["2_1.jpg", "2_4.jpg", "2_9.jpg", "0_3.jpg"], "1": ["1_0.jpg", "1_2.jpg", "0_1.jpg", "2_2.jpg"],
+          "3": ["1_5.jpg", "1_6.jpg", "1_7.jpg", "0_2.jpg"],
           "2": ["0_0.jpg", "1_1.jpg", "2_3.jpg", "3_5.jpg"], "5": ["2_7.jpg", "2_8.jpg", "0_9.jpg", "1_9.jpg"]}
-    layer = {"filters": [0, 1, 2, 5], "alias": "block3", "plain_activation": [3.0, 2.0, 1.0, 4.0],
+    layer = {"filters": [0, 1, 2, 3, 5], "alias": "block3", "plain_activation": [3.0, 2.0, 1.0, 1.0, 4.0],
              "examples": {f: [{"file": fn, "activation": 1.0} for fn in files] for f, files in ex.items()},
              "patterns": {"robust": robust, "plain": plain}}
     (tmp_path / "classes.json").write_text('{"classes": [{"name": "Egg", "look": "ringed yellow ellipse"}]}')
@@ -90,14 +108,16 @@ def test_q2_names_each_shown_filters_colour(tmp_path):
                                       "layers": {"cnn.10": layer}}}}
     text = " ".join(filters_section(Run(tmp_path, record)).paragraphs)
     for f, p in robust.items():
-        assert f"#{f} ({p['colour']} {100 * p['colour_share']:.0f}%" in text, (f, text)
+        colour = "mixed colours" if p["colour"] == "mixed" else f"{p['colour']} {100 * p['colour_share']:.0f}%"
+        assert f"#{f} ({colour}, " in text, (f, text)
     assert "#0 (yellow 62%, stripes at 45 deg; 3 of 4)" in text
     assert "#1 (magenta 40%, no clear stripes; 2 of 4)" in text          # below the coherence threshold
     assert "#2 (grey 55%, no clear stripes; 4 classes)" in text          # mixed top images
     assert "Egg, the ringed yellow ellipse: #0" in text and "; #5 (orange 50%, stripes at 90 deg; 2 of 4)" in text
-    assert "Dessert: #1" in text and "Mixed top images: #2" in text
-    assert "2 of the 4 show clear stripes" in text
+    assert "Dessert: #1 (magenta 40%, no clear stripes; 2 of 4); #3 (mixed colours, no clear stripes; 3 of 4)." in text
+    assert "Mixed top images: #2" in text
+    assert "2 of the 5 show clear stripes" in text
     assert "that excite each filter most show what it responds to" in text
-    assert "same dominant colour for 3 of the 4 filters" in text
+    assert "same dominant colour for 3 of the 5 filters" in text
     # the class-mix sentence of a run without patterns is not repeated
     assert "#0 3 of 4 Egg" not in text

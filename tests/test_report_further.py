@@ -72,7 +72,7 @@ def test_every_method_names_its_reference_and_a_number_of_the_run(tmp_path):
         assert 2 <= len(re.findall(r"\.\s+(?=[A-Z])", text)) + 1 <= 3, text     # two or three sentences
     # n = 2 sanity images and 3 selected images: no interval anywhere
     assert "[" not in paragraphs[0] and "0.448" not in paragraphs[0]
-    assert "fails the sanity check of Adebayo et al. 2018, which fails a map at 0.5 or above" in paragraphs[0]
+    assert "(n = 2 images), too few images for a verdict on the sanity check of Adebayo et al. 2018" in paragraphs[0]
     assert "on the 3 selected images" in paragraphs[0].lower()
 
 
@@ -80,28 +80,35 @@ def test_interval_only_from_five_images(tmp_path):
     trust = copy.deepcopy(TRUST)
     trust["methods"]["gradcam"]["sanity_spearman"]["n"] = 8
     text = PARAGRAPHS[0](make_run(tmp_path, trust=trust))
-    assert "Spearman 0.52 [0.45, 0.60] (n = 8 images)" in text
+    assert ("Spearman 0.52 [0.45, 0.60] (n = 8 images): it fails the sanity check of Adebayo et al. 2018, which "
+            "fails a map at 0.5 or above.") in text
 
 
 def test_occlusion_outlier_only_when_the_numbers_show_it(tmp_path):
     text = PARAGRAPHS[4](make_run(tmp_path))
-    assert ("on validation/6_0.jpg (MoRF AUC 0.81 against its median 0.15 over 5 unsaturated images, at most 0.27 for "
-            "the other methods there), comes from its map") in text
+    assert ("On validation/6_0.jpg its deletion curve stays high (MoRF AUC 0.81 against its median 0.15 over 5 "
+            "unsaturated images; median 0.23 for the other methods there) because of its map, not the model") in text
     assert "only 21% of its mass on the object (median 70%)" in text
     # an ordinary curve on that image: no outlier sentence
     trust = copy.deepcopy(TRUST)
     trust["per_image"]["occlusion"]["deletion_auc"][2] = 0.25
     (tmp_path / "b").mkdir()
-    assert "outlier" not in PARAGRAPHS[4](make_run(tmp_path / "b", trust=trust))
+    assert "stays high" not in PARAGRAPHS[4](make_run(tmp_path / "b", trust=trust))
     # high, but the map is on the object there: the explanation does not hold, so it is not given
     trust = copy.deepcopy(TRUST)
     trust["per_image"]["occlusion"]["mass_in_mask"][2] = 0.9
     (tmp_path / "c").mkdir()
-    assert "outlier" not in PARAGRAPHS[4](make_run(tmp_path / "c", trust=trust))
+    assert "stays high" not in PARAGRAPHS[4](make_run(tmp_path / "c", trust=trust))
+    # high, but the other methods' curves stay high there too: the image, not occlusion's map
+    trust = copy.deepcopy(TRUST)
+    trust["per_image"]["gradcam"]["deletion_auc"][2] = 0.7
+    trust["per_image"]["integrated_gradients"]["deletion_auc"][2] = 0.7
+    (tmp_path / "e").mkdir()
+    assert "stays high" not in PARAGRAPHS[4](make_run(tmp_path / "e", trust=trust))
     # without trust.json the paragraph keeps its own numbers
     (tmp_path / "d").mkdir()
     text = PARAGRAPHS[4](make_run(tmp_path / "d", trust=None))
-    assert "Zeiler & Fergus 2014" in text and "0.17" in text and "outlier" not in text
+    assert "Zeiler & Fergus 2014" in text and "0.17" in text and "stays high" not in text
 
 
 def test_missing_tasks_leave_their_paragraph_out(tmp_path):
