@@ -451,52 +451,38 @@ def _title(ctx, m: str) -> str:
     return "random" if m == "random" else ctx.method(m).title
 
 
-def _tables_text(rows: dict[str, dict], gains: dict[str, dict], shortcut: dict[str, Any],
-                 stable: dict[str, dict]) -> list[tuple[list[str], list[list[str]]]]:
-    """The two trust tables' column heads and cells: the curves and their gains over random; ground truth, sanity,
-    seed stability and the shortcut (mean [95% interval]; stability: mean rho / IoU, no interval)."""
-    curves = [[_fmt(rows[m][c]) for c in ("deletion_auc", "lerf_auc", "insertion_auc")]
-              + [_fmt(gains[m][k]) if m in gains else "-" for k in ("morf_gain", "lerf_gain", "insertion_gain")]
-              for m in rows]
-    heads = ["pointing game ↑", "mass / mask ↑", "sanity ρ ↓", "stability ρ / IoU"]
-    other = []
-    for m in rows:
-        line = [_fmt(rows[m][c]) for c in ("pointing_game", "mass_in_mask_ratio", "sanity_spearman")]
-        line += [f"{stable[m]['spearman_mean']:.2f} / {stable[m]['iou_top5_mean']:.2f} (n={stable[m]['n']})"
-                 if m in stable else "-"]
-        if shortcut:
-            sh = shortcut.get(m)
-            line += [_fmt(sh[k]) + (" ★" if k == "shortcut_class" and sh["reveals_shortcut"] else "") if sh else "-"
-                     for k in ("shortcut_class", "other_classes")]
-        other.append(line)
-    if shortcut:
-        heads += ["mark: shortcut", "mark: others"]
-    return [(["MoRF AUC ↓", "LeRF AUC ↑", "insertion AUC ↑", "random − MoRF ↑", "LeRF − random ↑",
-              "ins − random ↑"], curves), (heads, other)]
+def _forest(ax, gains: dict[str, dict], key: str, names: dict[str, str], title: str) -> None:
+    """One paired gain per method as a dot with its 95% interval (a dot alone below metrics.MIN_INTERVAL_N images),
+    and the line at 0 (no better than random)."""
+    from matplotlib.ticker import MaxNLocator
 
-
-def _table(ax, heads: list[str], text: list[list[str]], labels: list[str]):
-    """A method x column table filling `ax` (row labels inside its width)."""
-    ax.axis("off")
-    t = ax.table(cellText=text, rowLabels=labels, colLabels=heads, cellLoc="center", bbox=[0.2, 0.0, 0.8, 0.92])
-    t.auto_set_font_size(False)
-    t.set_fontsize(6.0)
-    return t
+    methods = [m for m in gains if isinstance(gains[m].get(key), dict) and gains[m][key]["n"]]
+    for y, m in enumerate(methods):
+        g = gains[m][key]
+        if g["n"] >= metrics.MIN_INTERVAL_N:
+            ax.plot([g["lo"], g["hi"]], [y, y], color="k", lw=1.2)
+        ax.plot(g["mean"], y, "o", ms=3.5, color="C3" if g["n"] >= metrics.MIN_INTERVAL_N and g["lo"] > 0 else "0.5")
+    ax.axvline(0, color="0.4", lw=0.8, ls="--")
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.set_yticks(range(len(methods)))
+    ax.set_yticklabels([f"{names[m]} (n={gains[m][key]['n']})" for m in methods], fontsize=6.5)
+    ax.set_ylim(len(methods) - 0.5, -0.5)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=7)
 
 
 def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[str, dict], s: dict[str, Any],
                 path: Path, gains: dict[str, dict] | None = None, shortcut: dict[str, Any] | None = None,
                 stable: dict[str, dict] | None = None) -> Path:
-    """trust_curves.png: a typical image, its MoRF and insertion curves per method, and the method x metric tables."""
-    import textwrap
-
+    """trust_curves.png: a typical image with its MoRF and insertion curves per method, then each method's paired
+    gains over the random map with their intervals (the full tables are trust.csv and the report's)."""
     import draw
 
     road_fill = s["deletion_fill"] == "road"
-    removal = "ROAD imputation" if road_fill else "black fill"
-    fig, axes = draw.figure(3, 3, cell=(2.33, 2.6), title="How far to trust each explanation\nremoval "
-                            f"({'ROAD' if road_fill else 'black'}, {s['deletion_steps']} steps), insertion, "
-                            "ground truth, sanity, stability, shortcut")
+    fig, axes = draw.figure(2, 3, cell=(2.33, 2.45), title="How far to trust each explanation: removal "
+                            f"({'ROAD' if road_fill else 'black fill'}, {s['deletion_steps']} steps) and insertion, "
+                            "against a random map")
     i = shown_image(scores)
     first = {m: sc for m, sc in scores.items() if i in sc["idx"]}
     at = {m: sc["idx"].index(i) for m, sc in first.items()}
@@ -507,8 +493,8 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
                     + "\n(typical: median spread)")
     axes[0, 0].title.set_fontsize(6.5)
     colours = {m: f"C{i}" for i, m in enumerate(ctx.method_names())} | {"random": "0.45"}
-    for ax, mode, better, xlabel in ((axes[0, 1], "deletion", "lower", "removed, most relevant first"),
-                                     (axes[0, 2], "insertion", "higher", "inserted into the blur")):
+    for ax, mode, better, xlabel in ((axes[0, 1], "deletion", "lower", "removed (most relevant first)"),
+                                     (axes[0, 2], "insertion", "higher", "inserted")):
         for m, sc in first.items():
             ax.plot(sc[f"{mode}_x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"),
                     ls="--" if m == "random" else "-", lw=1.0,
@@ -519,41 +505,19 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.set_xlabel(f"fraction of pixels {xlabel}", fontsize=6.5)
+        ax.set_xlabel(f"share of pixels {xlabel}", fontsize=6.5)
         ax.set_ylabel("p(explained class)", fontsize=6.5)
         ax.set_title(f"{'MoRF' if mode == 'deletion' else 'insertion'} ({better} AUC = better)", fontsize=7)
-        ax.legend(fontsize=6, loc="upper right" if mode == "deletion" else "lower right")
-    gs = axes[1, 0].get_gridspec()
-    for ax in axes[1:].flat:
-        ax.remove()
-    stable = stable or {}
-    shortcut = shortcut or {}
-    labels = [f"{_title(ctx, m)} (n={rows[m]['deletion_auc']['n']}, gt {rows[m]['pointing_game']['n']}"
-              + (f", mark {shortcut[m]['shortcut_class']['n']}+{shortcut[m]['other_classes']['n']}"
-                 if m in shortcut else "") + ")" for m in rows]
-    (heads_a, text_a), (heads_b, text_b) = _tables_text(rows, gains or {}, shortcut, stable)
-    tab_a, tab_b = fig.add_subplot(gs[1, :]), fig.add_subplot(gs[2, :])
-    _table(tab_a, heads_a, text_a, labels)
-    t = _table(tab_b, heads_b, text_b, labels)
-    for r, m in enumerate(rows, start=1):
-        if rows[m]["sanity_check"] == "fails sanity check":
-            t[r, 2].set_facecolor("#f4c7c3")
-        if m in shortcut and shortcut[m]["reveals_shortcut"]:
-            t[r, 4].set_facecolor("#fde7a9")
-    mark_note = (f" On mark: share of positive mass on the mark (area share "
-                 f"{next(iter(shortcut.values()))['mark_area_share']:.3f}), ★ = interval's lower bound at least twice that "
-                 f"(n ≥ {metrics.MIN_INTERVAL_N}) for the shortcut class {ctx.class_names[ctx.cache['trust_shortcut_class']]}.") if shortcut else ""
-    note = (f"Mean [95% bootstrap interval] over images. n = unsaturated images per method; "
-            f"{len(saturated_images(scores))} saturated image(s) (p ≥ {metrics.SATURATED} on the blurred image) are "
-            f"left out of the curves. Removal: {removal}; insertion pastes pixels onto the blur. Gains: paired "
-            "intervals against the random map on the same images.")
-    tab_a.set_title("\n".join(textwrap.wrap(note, 125)), fontsize=6)
-    tab_b.set_title("\n".join(textwrap.wrap("gt = correct unmarked images with a mask"
-                                            + (", mark = marked images: shortcut class + others" if shortcut else "")
-                                            + ". Sanity Spearman after full randomisation; stability: two seeds on "
-                                            "the figures' images (ρ / IoU of the top 5%)." + mark_note, 125)),
-                    fontsize=6)
-    draw.layout(fig)
+        ax.legend(fontsize=6, loc="center right" if mode == "deletion" else "lower right", framealpha=0.9)
+    names = {m: _title(ctx, m) for m in rows}
+    gains = gains or {}
+    for ax, key, title in ((axes[1, 0], "morf_gain", "MoRF gain: random − method"),
+                           (axes[1, 1], "lerf_gain", "LeRF gain: method − random"),
+                           (axes[1, 2], "insertion_gain", "insertion gain: method − random")):
+        _forest(ax, gains, key, names, title + "\n(AUC, paired; > 0 = better)")
+    for ax in axes[1, 1:]:
+        ax.set_yticklabels([])
+    draw.layout(fig, top=0.35)
     return draw.save(fig, path)
 
 

@@ -105,9 +105,14 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"from noise with L2 regularisation ({_params(r, ('classviz_steps', 'steps'), ('classviz_lr', 'lr'), ('classviz_l2', 'L2'))}); "
         "each panel gives the probability the model assigns to its class.")),
     "trust_curves.png": ("trust", "Deletion and insertion curves", lambda r, _: (
-        "Deletion and insertion curves (Petsiuk et al. 2018): target-class probability as pixels are removed (set "
-        f"to 0) or inserted onto a blurred copy in ranked order ({_params(r, ('deletion_steps', 'steps'))}), "
-        "every method against a random map.")),
+        "Top: one typical image's curves, the explained class's probability as pixels are removed most relevant "
+        + ("first and imputed from their neighbours (ROAD, Rong et al. 2022)"
+           if ((r.results.get('trust') or {}).get('settings') or {}).get('deletion_fill', 'road') == 'road'
+           else "first and set to 0")
+        + f", or pasted onto a blurred copy (Petsiuk et al. 2018), in ranked order "
+        f"({_params(r, ('deletion_steps', 'steps'))}). Bottom: each method's paired gain over the random map on the "
+        "same unsaturated images, with its 95% bootstrap interval (a grey dot: the interval includes 0, or fewer "
+        "than 5 images).")),
     "sanity_check.png": ("trust", "Model randomization sanity check", lambda r, _: (
         "Cascading randomization (Adebayo et al. 2018): maps after re-initialising layers from the output "
         f"down, and their Spearman rank correlation with the original map ({_params(r, ('sanity_images', 'images'))}).")),
