@@ -72,7 +72,8 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
     "lime_classes.png": ("lime_classes", "LIME per class", lambda r, _: (
         "For every class: LIME of its most confident correct and most confident wrong image of the evaluation "
         f"split ({_params(r, ('lime_class_samples', 'samples'))}), beside the class's accuracy and most "
-        "confused class.")),
+        "confused class. At 300 samples, two seeds' top 5 superpixels overlap 0.81 (intersection over union) on "
+        "the demo's validation images, against 0.52 at 100 (bench/lime_stability.py).")),
     "gradcam.png": ("gradcam", "Grad-CAM", lambda r, layer: (
         f"Grad-CAM (Selvaraju et al. 2017) at {_layer_text(r, 'gradcam', layer, 'the last layer with a 4-D output')}: "
         f"ReLU of the gradient-weighted channel sum, upsampled bilinearly, for {r.images_phrase(short=True)}.")),
