@@ -79,9 +79,9 @@ def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path)
     n = len(names)
     rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     acc = per_class_accuracy(counts)
-    fig, axes = draw.figure(1, 1, cell=(0.55 * n + 3.2, 0.5 * n + 2.2), title=title)
+    fig, axes = draw.figure(1, 1, cell=(0.55 * n + 3.2, 0.42 * n + 1.8), title=title, snug=True)
     ax = axes[0, 0]
-    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(n))
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.set_yticks(range(n))
@@ -94,7 +94,6 @@ def draw_confusion(counts: np.ndarray, names: list[str], title: str, path: Path)
                 ax.text(j, i, f"{rows[i, j]:.2f}\n{counts[i, j]}", ha="center", va="center", fontsize=6,
                         color="white" if rows[i, j] > 0.6 else "black")
     draw.colorbar(fig, im, ax, "fraction of the true class")
-    draw.layout(fig)
     return draw.save(fig, path)
 
 

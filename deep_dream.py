@@ -220,22 +220,29 @@ def task_deepdream(ctx) -> DeepDreamResult:
     probs, preds = ctx.probs(), ctx.preds()
     title = (f"Deep Dream: gradient ascent on the {what} of a layer's activation\n"
              f"{s['dream_octaves']} octaves x {s['dream_steps']} steps, scale {s['dream_octave_scale']}, "
-             f"step {s['dream_lr']}")
-    fig, axes = draw.figure(len(ctx.indices), 1 + len(layers), cell=(2.8, 3.4), title=title)
-    for i in range(len(ctx.indices)):
-        draw.show_image(axes[i, 0], ctx.images[i], draw.caption(ctx.files[i], ctx.class_names, None, preds[i],
-                                                                 probs[i, preds[i]], ctx.labels[i]))
+             f"step {s['dream_lr']}; above each dream: its {what} before -> after")
+    n, k = len(ctx.indices), 1 + len(layers)
+    cols = min(n, 4)                 # one column per image: the original on top, its dreams below it
+    blocks = -(-n // cols)
+    fig, axes = draw.figure(k * blocks, cols, cell=(1.75, 1.9), title=title, snug=True)
+    for i in range(blocks * cols):
+        block, col = divmod(i, cols)
+        ax = axes[k * block:k * block + k, col]
+        if i >= n:
+            for a in ax:
+                a.axis("off")
+            continue
+        draw.show_image(ax[0], ctx.images[i], draw.caption(ctx.files[i], ctx.class_names, None, preds[i],
+                                                             probs[i, preds[i]], ctx.labels[i]))
         for j, name in enumerate(layers):
             r = results[name]
             b, a = r["before"][i], r["after"][i]
             gain = f"x{a / b:.1f}" if b > 0 else f"+{a - b:.3g}"
-            draw.show_image(axes[i, j + 1], dreamed[j][i], f"dreamed on {name}\n{what}: {b:.4g} -> {a:.4g} ({gain})")
-    for ax in axes.flat:
-        ax.title.set_fontsize(7)
-    draw.layout(fig)
-    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], precision=ctx.precision, objective=spec,
-                           images=list(ctx.files),
-                           layers=results)
+            draw.show_image(ax[j + 1], dreamed[j][i], f"dreamed on {name}\n{b:.4g} -> {a:.4g} ({gain})")
+    for a in axes.flat:
+        a.title.set_fontsize(7)
+    return DeepDreamResult(files=[draw.save(fig, ctx.out / "deepdream.png")], precision=ctx.precision,
+                           objective=spec, images=list(ctx.files), layers=results)
 
 
 def task_classviz(ctx) -> ClassModelsResult:

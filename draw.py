@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.layout_engine
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -71,12 +72,18 @@ def as_hwc(img: Any) -> np.ndarray:
 
 
 def figure(nrows: int, ncols: int, cell: tuple[float, float] = (2.3, 2.3), title: str | None = None,
-           extra_width: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
-    """A figure with a 2-D array of axes (always 2-D), fixed style, ticks off; the grid shrinks to fit A4 (PAGE)."""
+           extra_width: float = 0.0, snug: bool = False) -> tuple[plt.Figure, np.ndarray]:
+    """A figure with a 2-D array of axes (always 2-D), fixed style, ticks off; the grid shrinks to fit A4 (PAGE).
+
+    snug: images packed with no empty bands between them (matplotlib's compressed layout); save() then crops the
+    margins this leaves. Without it, the caller lays the figure out (layout() or subplots_adjust)."""
     width, height = cell[0] * ncols + extra_width, cell[1] * nrows + 0.6
     fit = min(1.0, PAGE[0] / width, (PAGE[1] - 0.6) / (height - 0.6))
+    engine = {"layout": matplotlib.layout_engine.ConstrainedLayoutEngine(compress=True, wspace=0.04, hspace=0.02)
+              } if snug else {}
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * fit, (height - 0.6) * fit + 0.6), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * fit, (height - 0.6) * fit + 0.6), squeeze=False,
+                                 **engine)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -84,6 +91,33 @@ def figure(nrows: int, ncols: int, cell: tuple[float, float] = (2.3, 2.3), title
         lines = [textwrap.fill(line, int(12 * fig.get_figwidth())) for line in title.split("\n")]
         fig.suptitle("\n".join(lines), fontsize=STYLE["figure.titlesize"])
     return fig, axes
+
+
+def blank(height: float) -> plt.Figure:
+    """An empty page-wide figure in the house style with constrained layout, for figures built from subfigures."""
+    with plt.rc_context(STYLE):
+        return plt.figure(figsize=(PAGE[0], height), layout="constrained")
+
+
+def item_rows(n: int, k: int, max_cols: int = 6) -> tuple[int, int]:
+    """(rows, items per row) for n items of k panels each, side by side up to max_cols panels a row, rows balanced."""
+    per = max(1, min(n, max_cols // k))
+    rows = -(-n // per)
+    return rows, -(-n // rows)
+
+
+def item_panels(axes: np.ndarray, n: int, k: int, per: int) -> list[np.ndarray]:
+    """The k axes of each of n items laid out `per` to a row; the unused axes of the last row are switched off."""
+    panels = []
+    for i in range(axes.shape[0] * per):
+        row, col = divmod(i, per)
+        ax = axes[row, k * col:k * col + k]
+        if i < n:
+            panels.append(ax)
+        else:
+            for a in ax:
+                a.axis("off")
+    return panels
 
 
 def layout(fig: plt.Figure, top: float = 0.45, bottom: float = 0.0) -> None:
@@ -96,14 +130,17 @@ def layout(fig: plt.Figure, top: float = 0.45, bottom: float = 0.0) -> None:
 
 
 def save(fig: plt.Figure, path: str | Path) -> Path:
-    """Save a figure atomically with fixed metadata (byte-identical reruns), then close it."""
+    """Save a figure atomically with fixed metadata (byte-identical reruns), then close it; a figure with
+    constrained layout (figure(snug=True), blank()) is cropped to what it draws."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     meta = {"Software": None} if fmt == "png" else {"CreationDate": None, "Creator": None, "Producer": None}
     if fmt == "png":     # the report reads it to print the smallest text at 6 pt or more
         meta["MinFontPt"] = f"{min_font_pt(fig):g}"
     with plt.rc_context(STYLE), atomic(path) as tmp:
-        fig.savefig(tmp, format=fmt, metadata=meta)
+        crop = isinstance(fig.get_layout_engine(), matplotlib.layout_engine.ConstrainedLayoutEngine)
+        tight = {"bbox_inches": "tight", "pad_inches": 0.05} if crop else {}
+        fig.savefig(tmp, format=fmt, metadata=meta, **tight)
     plt.close(fig)
     return path
 
@@ -216,21 +253,14 @@ def attribution_grid(images: Any, maps: np.ndarray, captions: Sequence[str], tit
                      ) -> Path:
     """Per image: original, heatmap (with colour bar, raw units) and overlay; two images side by side per row."""
     n = len(maps)
-    per = 2 if n > 1 else 1
-    rows = -(-n // per)
+    rows, per = item_rows(n, 3)
     fig, axes = figure(rows, 3 * per, cell=(1.15, 1.55 + 0.1 * title.count("\n")),
                        title=f"{title}\ncolour bars: {unit}; columns: image, map, overlay")
     h = fig.get_figheight()
     head = 0.3 + 0.19 * (fig.get_suptitle().count("\n") + 1)      # inches for the title and the first captions
     fig.subplots_adjust(left=0.06, right=0.97, bottom=(0.4 if per_row_note else 0.08) / h, top=1 - (head + 0.45) / h,
                         wspace=0.3, hspace=0.8)
-    for k in range(rows * per):
-        row, col = divmod(k, per)
-        ax = axes[row, 3 * col:3 * col + 3]
-        if k >= n:
-            for a in ax:
-                a.axis("off")
-            continue
+    for k, ax in enumerate(item_panels(axes, n, 3, per)):
         show_image(ax[0], images[k], captions[k])
         im = show_map(ax[1], maps[k], signed)       # untitled, so the image's caption may reach over it
         if per_row_note:

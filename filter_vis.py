@@ -400,15 +400,14 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
     import draw
 
     n = len(filters)
-    cols = min(n, max(4, math.ceil(math.sqrt(n))))   # at least 4 wide, so the suptitle fits
-    rows = math.ceil(n / cols)
-    fig, axes = draw.figure(rows, cols, cell=(2.0, 2.7), title=title)
+    rows, cols = draw.item_rows(n, 1)
+    fig, axes = draw.figure(rows, cols, cell=(1.17, 1.45), title=title, snug=True)
     for k, ax in enumerate(axes.flat):
         if k < n:
             draw.show_image(ax, images[k], f"{layer_label} #{filters[k]}\nactivation {acts[k]:.3g}")
+            ax.title.set_fontsize(7)
         else:
             ax.axis("off")
-    draw.layout(fig, top=0.7)  # room for the two-line suptitle
     return draw.save(fig, path)
 
 
@@ -521,8 +520,8 @@ def task_filters(ctx) -> FiltersResult:
             ctx.out / f"filter_visualization{suffix}.png"))
         files.append(draw_filter_grid(
             robust, robust_act, filters, layer,
-            f"Filter visualization of {label}, robust (Lucid-style):\ndecorrelated-colour Fourier image, "
-            f"random pad/jitter/scale/rotate, Adam lr {s['robust_lr']:g}, {s['robust_steps']} steps",
+            f"Filter visualization of {label}, robust (Lucid-style), {s['robust_steps']} Adam steps:\n"
+            f"decorrelated-colour Fourier image, random pad/jitter/scale/rotate, lr {s['robust_lr']:g}",
             ctx.out / f"filter_visualization_robust{suffix}.png"))
         files.append(draw_activation_figure(
             ctx.images, maps, captions, robust, filters, layer,

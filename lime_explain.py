@@ -185,24 +185,24 @@ def draw_course(images: torch.Tensor, exps: Sequence[ImageExplanation], captions
     import draw
 
     extra = bool((preds != targets).any())
-    n = len(exps)
-    fig, axes = draw.figure(n, 3 if extra else 2, cell=(2.6, 2.9), title=title)
-    for i, e in enumerate(exps):
-        draw.show_image(axes[i, 0], images[i], captions[i])
-        show_lime(axes[i, 1], e, targets[i])
-        axes[i, 1].set_title(f"LIME for {_cls(names, targets[i])}\n(explained class)")
+    n, k = len(exps), 3 if extra else 2
+    rows, per = draw.item_rows(n, k, max_cols=4)
+    fig, axes = draw.figure(rows, k * per, cell=(1.75, 2.0), title=title, snug=True)
+    for i, (e, ax) in enumerate(zip(exps, draw.item_panels(axes, n, k, per))):
+        draw.show_image(ax[0], images[i], captions[i])
+        show_lime(ax[1], e, targets[i])
+        ax[1].set_title(f"LIME for {_cls(names, targets[i])}\n(explained class)")
         if extra:
             if preds[i] != targets[i]:
-                show_lime(axes[i, 2], e, preds[i])
-                axes[i, 2].set_title(f"LIME for {_cls(names, preds[i])}\n(predicted class)")
+                show_lime(ax[2], e, preds[i])
+                ax[2].set_title(f"LIME for {_cls(names, preds[i])}\n(predicted class)")
             else:
-                axes[i, 2].axis("off")
-                axes[i, 2].text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
-    fig.text(0.5, 0.005, f"green = superpixel supports the class, red = against\nthe {COURSE_FEATURES} strongest with "
-             f"|weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest", ha="center", va="bottom", fontsize=7)
+                ax[2].axis("off")
+                ax[2].text(0.5, 0.5, "prediction =\nexplained class", ha="center", va="center")
+    fig.supxlabel(f"green = superpixel supports the class, red = against\nthe {COURSE_FEATURES} strongest with "
+                  f"|weight| >= {COURSE_MIN_WEIGHT:.0%} of the largest", fontsize=7)
     for a in axes.flat:
         a.title.set_fontsize(7)
-    draw.layout(fig, top=0.45, bottom=0.03 * fig.get_figheight())
     return draw.save(fig, path)
 
 

@@ -480,25 +480,29 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
     import draw
 
     road_fill = s["deletion_fill"] == "road"
-    fig, axes = draw.figure(2, 3, cell=(2.33, 2.45), title="How far to trust each explanation: removal "
-                            f"({'ROAD' if road_fill else 'black fill'}, {s['deletion_steps']} steps) and insertion, "
-                            "against a random map")
+    fig = draw.blank(5.4)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1.0])
+    fig.suptitle("How far to trust each explanation:\nremoval "
+                 f"({'ROAD' if road_fill else 'black fill'}, {s['deletion_steps']} steps) and insertion, "
+                 "against a random map", fontsize=draw.STYLE["figure.titlesize"])
+    head = top.subplots(1, 3, gridspec_kw={"width_ratios": [0.8, 1, 1]})
     i = shown_image(scores)
     first = {m: sc for m, sc in scores.items() if i in sc["idx"]}
     at = {m: sc["idx"].index(i) for m, sc in first.items()}
     p = pool["probs"][i]
     target = int(scores["random"]["targets"][at["random"]])
-    draw.show_image(axes[0, 0], pool["images"][i], draw.caption(pool["files"][i], ctx.class_names, target,
-                                                                  int(p.argmax()), float(p.max()), int(pool["labels"][i]))
+    head[0].set_xticks([])
+    head[0].set_yticks([])
+    draw.show_image(head[0], pool["images"][i], draw.caption(pool["files"][i], ctx.class_names, target,
+                                                             int(p.argmax()), float(p.max()), int(pool["labels"][i]))
                     + "\n(typical: median spread)")
-    axes[0, 0].title.set_fontsize(6.5)
+    head[0].title.set_fontsize(6.5)
     colours = {m: f"C{i}" for i, m in enumerate(ctx.method_names())} | {"random": "0.45"}
-    for ax, mode, better, xlabel in ((axes[0, 1], "deletion", "lower", "removed (most relevant first)"),
-                                     (axes[0, 2], "insertion", "higher", "inserted")):
+    for ax, mode, better, xlabel in ((head[1], "deletion", "lower", "removed (most relevant first)"),
+                                     (head[2], "insertion", "higher", "inserted")):
         for m, sc in first.items():
             ax.plot(sc[f"{mode}_x"], sc[f"{mode}_curves"][at[m]], color=colours.get(m, "k"),
-                    ls="--" if m == "random" else "-", lw=1.0,
-                    label=f"{_title(ctx, m)} ({sc[f'{mode}_auc'][at[m]]:.3f})")
+                    ls="--" if m == "random" else "-", lw=1.0, label=_title(ctx, m))
         ax.set_xticks(np.linspace(0, 1, 6))
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.tick_params(labelsize=6)
@@ -507,17 +511,19 @@ def draw_curves(ctx, pool: dict[str, Any], scores: dict[str, dict], rows: dict[s
         ax.grid(alpha=0.3)
         ax.set_xlabel(f"share of pixels {xlabel}", fontsize=6.5)
         ax.set_ylabel("p(explained class)", fontsize=6.5)
-        ax.set_title(f"{'MoRF' if mode == 'deletion' else 'insertion'} ({better} AUC = better)", fontsize=7)
-        ax.legend(fontsize=6, loc="center right" if mode == "deletion" else "lower right", framealpha=0.9)
+        ax.set_title(f"{'MoRF' if mode == 'deletion' else 'insertion'} on this image ({better} AUC = better)",
+                     fontsize=7)
+    top.legend(*head[1].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=6.5,
+               frameon=False)
     names = {m: _title(ctx, m) for m in rows}
     gains = gains or {}
-    for ax, key, title in ((axes[1, 0], "morf_gain", "MoRF gain: random − method"),
-                           (axes[1, 1], "lerf_gain", "LeRF gain: method − random"),
-                           (axes[1, 2], "insertion_gain", "insertion gain: method − random")):
+    forest = bottom.subplots(1, 3, sharey=True)
+    for ax, key, title in ((forest[0], "morf_gain", "MoRF gain: random − method"),
+                           (forest[1], "lerf_gain", "LeRF gain: method − random"),
+                           (forest[2], "insertion_gain", "insertion gain: method − random")):
         _forest(ax, gains, key, names, title + "\n(AUC, paired; > 0 = better)")
-    for ax in axes[1, 1:]:
-        ax.set_yticklabels([])
-    draw.layout(fig, top=0.35)
+    for ax in forest[1:]:
+        ax.tick_params(axis="y", left=False, labelleft=False)
     return draw.save(fig, path)
 
 
@@ -530,33 +536,35 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
     if len(steps) > max_steps + 1:   # keep the original, the last and evenly spaced steps between
         steps = sorted(set(np.linspace(0, len(layers) - 1, max_steps + 1).round().astype(int).tolist()))
     methods = list(san["maps"])
-    fig, axes = draw.figure(len(methods) + 2, len(steps) + 1, cell=(1.0, 1.0), extra_width=0.6,
-                            title="Sanity check (Adebayo et al. 2018): maps as the network's layers are re-initialised "
-                                  "from the output down (each |map| scaled to its own 99.5th percentile)")
+    fig = draw.blank(1.0 * len(methods) + 2.35)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0 * len(methods) + 0.45, 1.9])
+    fig.suptitle("Sanity check (Adebayo et al. 2018): maps as the network's layers are re-initialised\n"
+                 "from the output down (each |map| scaled to its own 99.5th percentile)",
+                 fontsize=draw.STYLE["figure.titlesize"])
+    axes = top.subplots(len(methods), len(steps) + 1, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
     img = pool["images"][0]
     t = int(pool["targets"][0])
     p = pool["probs"][0]
     draw.show_image(axes[0, 0], img, draw.caption(pool["files"][0], ctx.class_names, t, int(p.argmax()),
                                                   float(p.max()), int(pool["labels"][0])))
     axes[0, 0].title.set_fontsize(7)
-    for ax in axes[1:len(methods), 0]:
+    for ax in axes[1:, 0]:
         ax.axis("off")
     for r, m in enumerate(methods):
-        axes[r, 1].set_ylabel(_title(ctx, m), fontsize=8)
+        axes[r, 1].set_ylabel(_title(ctx, m), fontsize=7)
         for c, k in enumerate(steps, start=1):
             shown = draw.normalize(np.abs(san["maps"][m][k, 0]))
             im = draw.show_map(axes[r, c], shown, vrange=(0.0, 1.0))
             if r == 0:
                 axes[r, c].set_title("trained" if k == 0 else f"randomised\ndown to {layers[k]}", fontsize=7)
             axes[r, c].set_xlabel(f"ρ = {san['spearman'][m][k, 0]:.2f}", fontsize=7, labelpad=1)
-        if r == 0:
-            draw.colorbar(fig, im, axes[0, -1], "|map| / own 99.5th pct")
-    gs = axes[-2, 0].get_gridspec()
-    for ax in axes[-2:].flat:
-        ax.remove()
-    curve = fig.add_subplot(gs[-2:, :])
+    draw.colorbar(top, im, axes[:, -1].tolist(), "|map| / own 99.5th percentile")
+    curve = bottom.subplots()
     x = np.arange(len(layers))
-    for i, m in enumerate(methods):
+    for m in methods:
         v = san["spearman"][m]
         colour = f"C{ctx.method_names().index(m)}"
         curve.plot(x, v.mean(1), marker="o", ms=3, color=colour, label=_title(ctx, m))
@@ -564,16 +572,17 @@ def draw_sanity(ctx, san: dict[str, Any], pool: dict[str, Any], path: Path, max_
             curve.fill_between(x, v.min(1), v.max(1), color=colour, alpha=0.15)
     curve.axhline(metrics.SANITY_FAIL, color="crimson", ls="--", lw=1, label=f"fails at or above {metrics.SANITY_FAIL}")
     curve.set_xticks(x)
-    curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], fontsize=6)
-    curve.set_yticks(np.linspace(-1, 1, 9))
+    curve.set_xticklabels(["trained"] + [f"→ {n}" for n in layers[1:]], fontsize=6.5, rotation=30, ha="right")
+    curve.set_yticks(np.linspace(-1, 1, 5))
+    curve.tick_params(axis="y", labelsize=6.5)
     curve.set_ylim(-1.05, 1.05)
     curve.grid(alpha=0.3)
-    curve.set_ylabel("Spearman ρ of |map|\nwith the trained map")
+    curve.set_xlabel("layers re-initialised, from the output down", fontsize=7)
+    curve.set_ylabel("Spearman ρ of |map|\nwith the trained map", fontsize=7)
     curve.set_title(f"rank correlation with the trained model's map (mean over {len(san['files'])} image(s)"
                     f"{', band = min..max' if len(san['files']) > 1 else ''}); Grad-CAM at {san['gradcam_layer']}",
-                    fontsize=8)
-    curve.legend(fontsize=7, loc="lower left", ncol=3)
-    draw.layout(fig)
+                    fontsize=7)
+    bottom.legend(*curve.get_legend_handles_labels(), loc="outside right center", fontsize=6.5, frameon=False)
     return draw.save(fig, path)
 
 

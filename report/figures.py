@@ -99,7 +99,8 @@ FIGURES: dict[str, tuple[str, str, CaptionFn]] = {
         f"Deep Dream (Mordvintsev et al. 2015): gradient ascent on the {r.setting('dream_objective', 'l2')} "
         f"objective of {_layer_text(r, 'deepdream', layer, 'a shallow and a deep layer')}'s activations with "
         f"{_params(r, ('dream_octaves', 'octaves'), ('dream_octave_scale', 'octave scale'), ('dream_steps', 'steps per octave'), ('dream_lr', 'step size'))}; "
-        f"original vs dreamed for {r.images_phrase(short=True)}, each titled with the objective before and after.")),
+        f"one column per image ({r.images_phrase(short=True)}): the original on top, its dreams below, each titled "
+        "with the objective before and after.")),
     "class_models.png": ("classviz", "Class models", lambda r, _: (
         f"Class-model visualization (Simonyan et al. 2014, sec. 2): one image per class maximising its "
         f"{'logit' if r.setting('classviz_objective', 'logprob') == 'logit' else 'log-softmax probability'} "

@@ -28,7 +28,7 @@ def saliency_section(run: Run) -> Section:
     where = run.results.get("where")
     if isinstance(where, dict) and where.get("methods"):
         s.paragraphs.extend(where_sentences(where))
-        s.tables.append(where_table(where))
+        s.html_tables.append(where_table(where))     # the sentences above give its numbers in the PDF
     else:
         state = run.ran("where")
         s.notes.append("No measure of where the maps put their mass (" + (

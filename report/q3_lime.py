@@ -177,7 +177,7 @@ def lime_section(run: Run) -> Section:
         s.paragraphs.extend(lime_sentences(run.results["lime"]))
     table = lime_classes_table(run.results.get("lime_classes") or {})
     if table:
-        s.tables.append(table)
+        s.html_tables.append(table)     # the figure's panel titles name the same images in the PDF
     for name in ("confusion_matrix.png", "lime.png", "lime_details.png", "lime_classes.png"):
         figure(run, name, s)
     return s

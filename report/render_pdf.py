@@ -198,20 +198,44 @@ def section_flowables(section: Section, out: Path, styles: dict[str, ParagraphSt
     """A section: heading, paragraphs, notes, tables, references, then its figures."""
     items: list = [Paragraph(escape(section.title), styles["h1"])]
     items += [Paragraph(escape(p), styles["body"]) for p in section.paragraphs]
+    if section.figures:   # the section's later notes, tables and references may pass figures that wait for a page
+        items.append(FigureRun([figure_block(fig, out, styles) for fig in section.figures]))
     items += [Paragraph("Note: " + escape(n), styles["note"]) for n in section.notes]
     for table in section.tables:
         items += table_flowables(table, styles)
     if section.refs:
         items.append(Paragraph("References", styles["tabletitle"]))
         items += [Paragraph(escape(REFERENCES[k]), styles["ref"]) for k in section.refs]
-    if section.figures:
-        items.append(FigureRun([figure_block(fig, out, styles) for fig in section.figures]))
     return items
 
 
 def figure_block(fig: Figure, out: Path, styles: dict[str, ParagraphStyle]) -> FigureBlock:
     """The flowable of one figure of the output folder."""
     return FigureBlock(out / fig.file, f"{fig.title} ({fig.file})", fig.caption, styles)
+
+
+def _passes_figures(f: Flowable) -> bool:
+    """Text of the same section, which may be set before figures that wait for the next page (not a heading)."""
+    return isinstance(f, (Paragraph, RLTable, Spacer)) and getattr(getattr(f, "style", None), "name", "") != "h1"
+
+
+class FloatingDoc(SimpleDocTemplate):
+    """A document whose figures float as in LaTeX: when none of a section's waiting figures fits the rest of a page,
+    the section's following text fills it first, and the figures go on the next page."""
+
+    def filterFlowables(self, flowables: list) -> None:
+        """Move the section's next text (with what it keeps with) ahead of figures that cannot start here."""
+        f = flowables[0] if flowables else None
+        frame = getattr(self, "frame", None)
+        if not isinstance(f, FigureRun) or frame is None or frame._atTop or len(flowables) < 2:
+            return
+        if not _passes_figures(flowables[1]) or f.split(frame._getAvailableWidth(), frame._y - frame._y1p):
+            return
+        end = 2
+        while getattr(flowables[end - 1], "keepWithNext", 0) and end < len(flowables) \
+                and _passes_figures(flowables[end]):
+            end += 1
+        flowables[0:end] = flowables[1:end] + [f]
 
 
 def _page_number(canvas, doc) -> None:
@@ -232,7 +256,7 @@ def write_pdf(report: Report, out: Path, path: Path) -> Path:
     rl_config.useA85 = 0                # JPEG streams stored as they are, not ASCII85-wrapped
     try:
         with atomic(path) as tmp:
-            doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+            doc = FloatingDoc(str(tmp), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                                     bottomMargin=MARGIN, title=TITLE, author="", subject="", creator="hw5 report",
                                     producer="ReportLab", invariant=1, pageCompression=1)
             doc.build(story, onFirstPage=_page_number, onLaterPages=_page_number)
