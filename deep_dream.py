@@ -265,7 +265,8 @@ def task_classviz(ctx) -> ClassModelsResult:
     title = (f"Class models (Simonyan et al. 2014): images maximising each class {goal} from noise\n"
              f"{s['classviz_steps']} Adam steps, L2 {s['classviz_l2']:g}, jitter + blur; "
              f"title = the model's probability of that class{which}")
-    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title, extra_width=2.3 * max(0, 4 - ncols))
+    fig, axes = draw.figure(nrows, ncols, cell=(2.3, 2.9), title=title, extra_width=2.3 * max(0, 4 - ncols),
+                            snug=True)
     for ax in axes.flat[len(classes):]:
         ax.axis("off")
     for k, (c, ax) in enumerate(zip(classes, axes.flat)):
@@ -273,6 +274,5 @@ def task_classviz(ctx) -> ClassModelsResult:
         note = "" if top == c else f"\n(top: {ctx.class_names[top]} {probs[k, top]:.2f})"
         draw.show_image(ax, images[k], f"{draw.readable(ctx.class_names[c])}\np = {reached[k]:.3f}{note}")
         ax.title.set_fontsize(7)
-    draw.layout(fig)
     return ClassModelsResult(files=[draw.save(fig, ctx.out / "class_models.png")], precision=ctx.precision,
                              reached={ctx.class_names[c]: float(p) for c, p in zip(classes, reached)})

@@ -232,7 +232,7 @@ class FloatingDoc(SimpleDocTemplate):
         if not _passes_figures(flowables[1]) or f.split(frame._getAvailableWidth(), frame._y - frame._y1p):
             return
         end = 2
-        while getattr(flowables[end - 1], "keepWithNext", 0) and end < len(flowables) \
+        while flowables[end - 1].getKeepWithNext() and end < len(flowables) \
                 and _passes_figures(flowables[end]):
             end += 1
         flowables[0:end] = flowables[1:end] + [f]
