@@ -267,17 +267,10 @@ def draw_examples_figure(filter_images: np.ndarray, examples: torch.Tensor, maps
     import draw
 
     nf, k = maps.shape[:2]
-    per = 2 if nf > 1 else 1
-    rows = math.ceil(nf / per)
-    fig, axes = draw.figure(rows, per * (k + 1), cell=(1.05, 1.25), title=title)
+    rows, per = draw.item_rows(nf, k + 1, max_cols=2 * (k + 1))
+    fig, axes = draw.figure(rows, per * (k + 1), cell=(1.05, 1.25), title=title, snug=True)
     size = examples.shape[-1]
-    for r in range(rows * per):
-        row, col = divmod(r, per)
-        block = axes[row, col * (k + 1):(col + 1) * (k + 1)]
-        if r >= nf:
-            for ax in block:
-                ax.axis("off")
-            continue
+    for r, block in enumerate(draw.item_panels(axes, nf, k + 1, per)):
         draw.show_image(block[0], filter_images[r], f"{layer_label} #{filters[r]}\noptimised")
         for j in range(k):
             up = F.interpolate(torch.from_numpy(maps[r, j])[None, None].float(), size=(size, size),
@@ -285,7 +278,6 @@ def draw_examples_figure(filter_images: np.ndarray, examples: torch.Tensor, maps
             draw.show_overlay(block[j + 1], examples[r * k + j], up, title=titles[r][j])
     for ax in axes.flat:
         ax.title.set_fontsize(6)
-    draw.layout(fig, top=0.7)
     return draw.save(fig, path)
 
 
@@ -538,8 +530,8 @@ def task_filters(ctx) -> FiltersResult:
         titles = [[f"{f}\nmean {a:.3g}" for f, a in zip(fr, ar)] for fr, ar in zip(ex_files, top_act)]
         files.append(draw_examples_figure(
             robust, chosen, ex_maps, titles, filters, layer,
-            f"Dataset examples of {label}: each filter's optimised image and its {top.shape[1]} top-activating "
-            f"images\nof {ex_set.name}/ ({len(ex_idx)} images scanned), with the filter's activation map over each",
+            f"Dataset examples of {label}: each filter's optimised image, then its {top.shape[1]} top-activating\n"
+            f"images of the {ex_set.name} split ({len(ex_idx)} scanned), with the filter's activation map over each",
             ctx.out / f"filter_examples{suffix}.png"))
         record["layers"][layer] = {
             "examples": {str(f): [{"file": fn, "activation": float(a)} for fn, a in zip(fr, ar)]
