@@ -393,7 +393,8 @@ def draw_filter_grid(images: np.ndarray, acts: np.ndarray, filters: Sequence[int
 
     n = len(filters)
     rows, cols = draw.item_rows(n, 1)
-    fig, axes = draw.figure(rows, cols, cell=(1.17, 1.45), title=title, snug=True)
+    side = draw.PAGE[0] / cols          # the grid spans the page width, so its text prints at the size drawn
+    fig, axes = draw.figure(rows, cols, cell=(side, side + 0.28), title=title, snug=True)
     for k, ax in enumerate(axes.flat):
         if k < n:
             draw.show_image(ax, images[k], f"{layer_label} #{filters[k]}\nactivation {acts[k]:.3g}")
