@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from html import escape
+from html import escape as html_escape
 from pathlib import Path
 
 import matplotlib
@@ -38,6 +38,14 @@ def _fonts() -> tuple[str, str]:
         if name not in pdfmetrics.getRegisteredFontNames():
             pdfmetrics.registerFont(TTFont(name, str(ttf / file)))
     return "DejaVu", "DejaVu-Bold"
+
+
+def escape(text: str) -> str:
+    """Text for a paragraph: XML-escaped, and every character DejaVu Sans has no glyph for (CJK class or file
+    names) written as a \\uXXXX escape, as the figures do without a CJK font, instead of an empty box."""
+    cmap = pdfmetrics.getFont(_fonts()[0]).face.charToGlyph
+    return html_escape("".join(c if ord(c) in cmap or c in "\n\t" else c.encode("unicode_escape").decode()
+                               for c in text))
 
 
 def _styles() -> dict[str, ParagraphStyle]:
