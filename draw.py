@@ -139,10 +139,22 @@ def save(fig: plt.Figure, path: str | Path) -> Path:
         meta["MinFontPt"] = f"{min_font_pt(fig):g}"
     with plt.rc_context(STYLE), atomic(path) as tmp:
         crop = isinstance(fig.get_layout_engine(), matplotlib.layout_engine.ConstrainedLayoutEngine)
+        if crop:
+            freeze_layout(fig)
         tight = {"bbox_inches": "tight", "pad_inches": 0.05} if crop else {}
         fig.savefig(tmp, format=fmt, metadata=meta, **tight)
     plt.close(fig)
     return path
+
+
+def freeze_layout(fig: plt.Figure) -> None:
+    """Run the constrained layout once, round every axes' position to 1e-4 of the figure and switch the engine off:
+    the solver's last-digit float noise varies between processes and would move text by a fraction of a pixel, so
+    two runs would not write the same bytes."""
+    fig.canvas.draw()
+    for ax in fig.get_axes():
+        ax.set_position([round(v, 4) for v in ax.get_position(original=True).bounds], which="original")
+    fig.set_layout_engine("none")
 
 
 def min_font_pt(fig: plt.Figure) -> float:
