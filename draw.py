@@ -96,7 +96,7 @@ def figure(nrows: int, ncols: int, cell: tuple[float, float] = (2.3, 2.3), title
 def blank(height: float) -> plt.Figure:
     """An empty page-wide figure in the house style with constrained layout, for figures built from subfigures."""
     with plt.rc_context(STYLE):
-        return plt.figure(figsize=(PAGE[0], height), layout="constrained")
+        return plt.figure(figsize=(PAGE[0] - 0.15, height), layout="constrained")   # room for what the crop adds
 
 
 def item_rows(n: int, k: int, max_cols: int = 6) -> tuple[int, int]:
