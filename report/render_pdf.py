@@ -203,7 +203,8 @@ def table_flowables(table: Table, styles: dict[str, ParagraphStyle]) -> list:
 
 
 def section_flowables(section: Section, out: Path, styles: dict[str, ParagraphStyle]) -> list:
-    """A section: heading, paragraphs, notes, tables, references, then its figures."""
+    """A section: heading, paragraphs, its figures (which later text may pass, see FloatingDoc), notes, tables,
+    references."""
     items: list = [Paragraph(escape(section.title), styles["h1"])]
     items += [Paragraph(escape(p), styles["body"]) for p in section.paragraphs]
     if section.figures:   # the section's later notes, tables and references may pass figures that wait for a page
@@ -265,8 +266,8 @@ def write_pdf(report: Report, out: Path, path: Path) -> Path:
     try:
         with atomic(path) as tmp:
             doc = FloatingDoc(str(tmp), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
-                                    bottomMargin=MARGIN, title=TITLE, author="", subject="", creator="hw5 report",
-                                    producer="ReportLab", invariant=1, pageCompression=1)
+                              bottomMargin=MARGIN, title=TITLE, author="", subject="", creator="hw5 report",
+                              producer="ReportLab", invariant=1, pageCompression=1)
             doc.build(story, onFirstPage=_page_number, onLaterPages=_page_number)
     finally:
         rl_config.useA85 = a85
